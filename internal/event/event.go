@@ -4,6 +4,7 @@
 package event
 
 import (
+	"crypto/x509"
 	"sort"
 	"time"
 )
@@ -51,6 +52,8 @@ type Material struct {
 	Fingerprint string `json:"fingerprint"`
 	// NotAfter is the leaf's expiry.
 	NotAfter time.Time `json:"not_after"`
+	// Leaf is the parsed leaf certificate.
+	Leaf *x509.Certificate `json:"-"`
 }
 
 // Event is one accepted hook call.

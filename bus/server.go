@@ -1,0 +1,255 @@
+package bus
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os/user"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5/introspect"
+	"go.uber.org/zap"
+
+	"github.com/certbus/certbus/internal/certs"
+	"github.com/certbus/certbus/internal/event"
+	"github.com/certbus/certbus/internal/journal"
+	"github.com/certbus/certbus/signals"
+)
+
+// Policy is what may change on a config reload: who may call, and where
+// certificates may come from.
+type Policy struct {
+	Checker       *certs.Checker
+	AllowedGroups []string
+	AllowedUsers  []string
+}
+
+// Journal is where accepted events are made durable.
+type Journal interface {
+	Append(journal.Entry) error
+}
+
+// MaxWait caps the timeout a caller may ask of Wait.
+const MaxWait = 30 * time.Minute
+
+// Server is the exported org.certbus.Dispatcher1 object.
+type Server struct {
+	conn    *dbus.Conn
+	signal  *signals.Signal[*event.Event]
+	journal Journal
+	log     *zap.Logger
+	policy  atomic.Pointer[Policy]
+	// lookupUser resolves a uid to its name and group names; replaced in
+	// tests.
+	lookupUser func(uid uint32) (string, []string, error)
+
+	mu      sync.Mutex // serialises accept: journal order = emit order
+	seq     uint64
+	closing atomic.Bool
+}
+
+// NewServer makes the object; nothing is exported until Start.
+func NewServer(conn *dbus.Conn, sig *signals.Signal[*event.Event], j Journal, p *Policy, log *zap.Logger) *Server {
+	s := &Server{conn: conn, signal: sig, journal: j, log: log, lookupUser: lookupUser}
+	s.policy.Store(p)
+	return s
+}
+
+// SetPolicy swaps the policy (config reload).
+func (s *Server) SetPolicy(p *Policy) { s.policy.Store(p) }
+
+// ErrNotPrimaryOwner means another process owns the name already.
+var ErrNotPrimaryOwner = errors.New("not the primary owner")
+
+// Start exports the object and its introspection, THEN requests the name
+// (do not queue), so no caller ever reaches a half-ready daemon.
+func (s *Server) Start() error {
+	obj := &object{s: s}
+	if err := s.conn.ExportMethodTable(map[string]any{
+		"Notify": obj.Notify,
+		"Wait":   obj.Wait,
+	}, Path, Interface); err != nil {
+		return fmt.Errorf("export %s: %w", Path, err)
+	}
+	if err := s.conn.Export(introspect.Introspectable(introspection), Path, "org.freedesktop.DBus.Introspectable"); err != nil {
+		return fmt.Errorf("export introspection: %w", err)
+	}
+	reply, err := s.conn.RequestName(Name, dbus.NameFlagDoNotQueue)
+	if err != nil {
+		return fmt.Errorf("request name %s: %w", Name, err)
+	}
+	if reply != dbus.RequestNameReplyPrimaryOwner {
+		return fmt.Errorf("request name %s: %w (is another certbus serve running? `busctl status %s` shows the owner)", Name, ErrNotPrimaryOwner, Name)
+	}
+	return nil
+}
+
+// Stop releases the name so no new call arrives; calls already running
+// finish.
+func (s *Server) Stop() {
+	s.closing.Store(true)
+	_, _ = s.conn.ReleaseName(Name)
+}
+
+// Accept validates, journals and emits an event from inside the daemon
+// (spool replay and catch-up use it); Notify calls it after the caller check.
+func (s *Server) Accept(op event.Operation, domains map[string]map[string]string, replay bool) (*event.Event, error) {
+	p := s.policy.Load()
+	mat, err := p.Checker.Check(op, domains)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return nil, errors.New("daemon is shutting down")
+	}
+	s.seq++
+	ev := &event.Event{ID: newID(s.seq), Operation: op, Time: time.Now().UTC(), Domains: mat, Replay: replay}
+	if err := s.journal.Append(journal.FromEvent(ev)); err != nil {
+		return nil, fmt.Errorf("journal event: %w", err)
+	}
+	if err := s.signal.Emit(ev.ID, ev); err != nil {
+		return nil, fmt.Errorf("emit event: %w", err)
+	}
+	s.log.Info("event accepted", zap.String("event", ev.ID), zap.String("operation", string(op)),
+		zap.Strings("domains", ev.DomainNames()), zap.Bool("replay", replay))
+	if err := s.conn.Emit(Path, Interface+".CertificateEvent", ev.ID, string(op), signalDomains(ev)); err != nil {
+		s.log.Warn("emit CertificateEvent", zap.String("event", ev.ID), zap.Error(err))
+	}
+	return ev, nil
+}
+
+// signalDomains is the domain map as the CertificateEvent signal carries it.
+func signalDomains(ev *event.Event) map[string]map[string]string {
+	out := make(map[string]map[string]string, len(ev.Domains))
+	for d, m := range ev.Domains {
+		info := map[string]string{}
+		for k, v := range m.Paths {
+			info[k] = v
+		}
+		out[d] = info
+	}
+	return out
+}
+
+// newID makes a sortable, unique event id: UTC time, sequence, random.
+func newID(seq uint64) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return time.Now().UTC().Format("20060102T150405Z") + "-" + strconv.FormatUint(seq, 10) + "-" + hex.EncodeToString(b[:])
+}
+
+// object carries the exported methods; godbus runs each call on its own
+// goroutine.
+type object struct{ s *Server }
+
+// Notify is the D-Bus method Notify(s, a{sa{ss}}) -> s.
+func (o *object) Notify(sender dbus.Sender, operation string, domains map[string]map[string]string) (string, *dbus.Error) {
+	s := o.s
+	if derr := s.checkCaller(sender); derr != nil {
+		return "", derr
+	}
+	ev, err := s.Accept(event.Operation(operation), domains, false)
+	if err != nil {
+		if certs.IsInvalid(err) {
+			s.log.Warn("event refused", zap.String("sender", string(sender)), zap.String("operation", operation), zap.Error(err))
+			return "", dbus.NewError(ErrInvalidArgument, []any{err.Error()})
+		}
+		s.log.Error("event not taken", zap.String("operation", operation), zap.Error(err))
+		return "", dbus.NewError(errFailed, []any{err.Error()})
+	}
+	return ev.ID, nil
+}
+
+// Wait is the D-Bus method Wait(s, u) -> a(sss).
+func (o *object) Wait(sender dbus.Sender, id string, timeoutMS uint32) ([]Result, *dbus.Error) {
+	s := o.s
+	if derr := s.checkCaller(sender); derr != nil {
+		return nil, derr
+	}
+	d := time.Duration(timeoutMS) * time.Millisecond
+	if d > MaxWait || d == 0 {
+		d = MaxWait
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	res, err := s.signal.Wait(ctx, id)
+	if errors.Is(err, signals.ErrUnknownEvent) {
+		return nil, dbus.NewError(ErrUnknownEvent, []any{fmt.Sprintf("unknown event %q (never seen, or forgotten since)", id)})
+	}
+	out := make([]Result, 0, len(res))
+	for _, r := range res {
+		out = append(out, Result{App: r.Subscriber, Status: string(r.Status), Message: r.Message})
+	}
+	return out, nil
+}
+
+// Result is one app's outcome, the (sss) of Wait.
+type Result struct {
+	App     string
+	Status  string
+	Message string
+}
+
+// checkCaller is the daemon's own lock, independent of the bus policy.
+func (s *Server) checkCaller(sender dbus.Sender) *dbus.Error {
+	var uid uint32
+	err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, string(sender)).Store(&uid)
+	if err != nil {
+		s.log.Warn("caller check failed", zap.String("sender", string(sender)), zap.Error(err))
+		return dbus.NewError(ErrAccessDenied, []any{"cannot identify the caller"})
+	}
+	if err := s.allowed(uid); err != nil {
+		s.log.Warn("caller refused", zap.String("sender", string(sender)), zap.Uint32("uid", uid), zap.Error(err))
+		return dbus.NewError(ErrAccessDenied, []any{err.Error()})
+	}
+	return nil
+}
+
+func (s *Server) allowed(uid uint32) error {
+	if uid == 0 {
+		return nil
+	}
+	p := s.policy.Load()
+	name, groups, err := s.lookupUser(uid)
+	if err != nil {
+		return fmt.Errorf("uid %d is not allowed to call certbus (unknown user: %v)", uid, err)
+	}
+	for _, u := range p.AllowedUsers {
+		if u == name || u == strconv.FormatUint(uint64(uid), 10) {
+			return nil
+		}
+	}
+	for _, g := range p.AllowedGroups {
+		if slices.Contains(groups, g) {
+			return nil
+		}
+	}
+	return fmt.Errorf("user %s (uid %d) is not allowed to call certbus: run as root, or add the user to allowed_users or one of allowed_groups %v", name, uid, p.AllowedGroups)
+}
+
+func lookupUser(uid uint32) (string, []string, error) {
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return "", nil, err
+	}
+	gids, err := u.GroupIds()
+	if err != nil {
+		gids = []string{u.Gid}
+	}
+	var names []string
+	for _, gid := range gids {
+		if g, err := user.LookupGroupId(gid); err == nil {
+			names = append(names, g.Name)
+		}
+	}
+	return u.Username, names, nil
+}

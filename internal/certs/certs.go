@@ -1,0 +1,397 @@
+// Package certs checks certificate events at the edge: domain names, path
+// confinement, and that the key, the leaf and the domains belong together.
+// It reads each file once, from a descriptor whose real path was checked, and
+// hands the checked bytes on so that nothing reads the files again.
+package certs
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-acme/lego/v4/certcrypto"
+	"golang.org/x/sys/unix"
+
+	"github.com/certbus/certbus/internal/event"
+)
+
+// Limits on what one event may carry.
+const (
+	MaxDomains   = 100
+	MaxFileSize  = 1 << 20
+	MaxPathLen   = 4096
+	MaxDomainLen = 253
+)
+
+// InvalidError is returned for anything wrong with the caller's input; the
+// bus maps it to org.certbus.Dispatcher1.Error.InvalidArgument.
+type InvalidError struct{ Msg string }
+
+func (e *InvalidError) Error() string { return e.Msg }
+
+func invalid(format string, args ...any) error {
+	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// IsInvalid reports whether err is (or wraps) an InvalidError.
+func IsInvalid(err error) bool {
+	var ie *InvalidError
+	return errors.As(err, &ie)
+}
+
+// CheckDomain reports whether d is a valid DNS name: LDH labels of 1-63
+// characters not starting or ending with '-', an optional leading "*.",
+// at most 253 characters in all. d must already be lower-case.
+func CheckDomain(d string) error {
+	if d == "" {
+		return invalid("empty domain name")
+	}
+	if len(d) > MaxDomainLen {
+		return invalid("domain name %.40q... is longer than %d characters", d, MaxDomainLen)
+	}
+	name := strings.TrimPrefix(d, "*.")
+	labels := strings.Split(name, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 {
+			return invalid("domain %q: empty or over-long label", d)
+		}
+		if l[0] == '-' || l[len(l)-1] == '-' {
+			return invalid("domain %q: label %q starts or ends with '-'", d, l)
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return invalid("domain %q: character %q is not allowed (letters, digits, '-' and '.', lower-case)", d, c)
+			}
+		}
+	}
+	return nil
+}
+
+// Roots are the directories certificate files may come from
+// (letsencrypt_dir and source_dirs), resolved once.
+type Roots []string
+
+// NewRoots resolves the symlinks of each root directory. A root that does
+// not exist is kept as given: nothing can be inside it anyway.
+func NewRoots(dirs ...string) Roots {
+	var r Roots
+	for _, d := range dirs {
+		if rd, err := filepath.EvalSymlinks(d); err == nil {
+			d = rd
+		}
+		r = append(r, filepath.Clean(d))
+	}
+	return r
+}
+
+func (r Roots) contains(p string) bool {
+	for _, root := range r {
+		if p == root || strings.HasPrefix(p, root+string(os.PathSeparator)) {
+			return true
+		}
+	}
+	return false
+}
+
+// ReadFile opens path once, checks that the file actually opened lies
+// inside one of the roots (after every symlink, as the kernel resolved it),
+// is a regular file of bounded size, and returns its bytes.
+func (r Roots) ReadFile(path string) ([]byte, error) {
+	if len(path) > MaxPathLen {
+		return nil, invalid("path is longer than %d bytes", MaxPathLen)
+	}
+	if !filepath.IsAbs(path) {
+		return nil, invalid("path %q is not absolute", path)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, invalid("cannot open %s: %v", path, errors.Unwrap(err))
+	}
+	defer f.Close()
+	real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", path, err)
+	}
+	if !r.contains(real) {
+		return nil, invalid("%s resolves to %s, outside the allowed directories %s (set source_dirs to allow more)",
+			path, real, strings.Join(r, ", "))
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, invalid("%s is not a regular file", path)
+	}
+	if st.Size() > MaxFileSize {
+		return nil, invalid("%s is larger than %d bytes", path, MaxFileSize)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return data, nil
+}
+
+var knownKeys = map[string]bool{
+	event.KeyCertificate: true, event.KeyPrivateKey: true, event.KeyFullchain: true,
+	event.KeyChain: true, event.KeyLineage: true,
+}
+
+// Checker validates deploy events.
+type Checker struct {
+	Roots Roots
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Check validates the domain map of a Notify call for op and returns the
+// material per lower-cased domain. For pre and post the map may be empty;
+// any domain given must still be valid. Errors are InvalidError values
+// naming the domain and the problem.
+func (c *Checker) Check(op event.Operation, domains map[string]map[string]string) (map[string]*event.Material, error) {
+	if !op.Valid() {
+		return nil, invalid("unknown operation %q: use pre, post or deploy", string(op))
+	}
+	if len(domains) > MaxDomains {
+		return nil, invalid("%d domains in one event; at most %d are allowed", len(domains), MaxDomains)
+	}
+	if op == event.Deploy && len(domains) == 0 {
+		return nil, invalid("deploy event without domains")
+	}
+	names := make([]string, 0, len(domains))
+	for d := range domains {
+		names = append(names, d)
+	}
+	sort.Strings(names)
+	out := make(map[string]*event.Material, len(domains))
+	// Lineages are shared by all their domains: read and check each set of
+	// paths once.
+	cache := map[string]*event.Material{}
+	for _, raw := range names {
+		d := strings.ToLower(raw)
+		if err := CheckDomain(d); err != nil {
+			return nil, err
+		}
+		if _, dup := out[d]; dup {
+			return nil, invalid("domain %q given twice (names are compared lower-case)", d)
+		}
+		info := domains[raw]
+		for k, v := range info {
+			if !knownKeys[k] {
+				return nil, invalid("domain %s: unknown info key %q (known: certificate, private_key, fullchain, chain, lineage)", d, k)
+			}
+			if !filepath.IsAbs(v) {
+				return nil, invalid("domain %s: %s path %q is not absolute", d, k, v)
+			}
+			if len(v) > MaxPathLen {
+				return nil, invalid("domain %s: %s path is longer than %d bytes", d, k, MaxPathLen)
+			}
+		}
+		if op != event.Deploy {
+			if len(info) > 0 {
+				return nil, invalid("domain %s: a %s event carries no files", d, op)
+			}
+			out[d] = &event.Material{}
+			continue
+		}
+		key := info[event.KeyCertificate] + "\x00" + info[event.KeyPrivateKey] + "\x00" + info[event.KeyFullchain] + "\x00" + info[event.KeyChain]
+		m, ok := cache[key]
+		if !ok {
+			var err error
+			m, err = c.load(d, info)
+			if err != nil {
+				return nil, err
+			}
+			cache[key] = m
+		}
+		if err := c.covers(d, m); err != nil {
+			return nil, err
+		}
+		out[d] = m
+	}
+	return out, nil
+}
+
+// load reads and checks one domain's files.
+func (c *Checker) load(d string, info map[string]string) (*event.Material, error) {
+	for _, k := range []string{event.KeyCertificate, event.KeyPrivateKey} {
+		if info[k] == "" {
+			return nil, invalid("domain %s: missing %s (deploy needs certificate and private_key)", d, k)
+		}
+	}
+	if l := info[event.KeyLineage]; l != "" {
+		rl, err := filepath.EvalSymlinks(l)
+		if err != nil {
+			return nil, invalid("domain %s: lineage %s: %v", d, l, errors.Unwrap(err))
+		}
+		if !c.Roots.contains(rl) {
+			return nil, invalid("domain %s: lineage %s is outside the allowed directories %s", d, l, strings.Join(c.Roots, ", "))
+		}
+	}
+	m := &event.Material{Paths: map[string]string{}}
+	for k, v := range info {
+		m.Paths[k] = v
+	}
+	read := func(k string) ([]byte, error) {
+		p := info[k]
+		if p == "" {
+			return nil, nil
+		}
+		b, err := c.Roots.ReadFile(p)
+		if err != nil {
+			if IsInvalid(err) {
+				return nil, invalid("domain %s: %s: %v", d, k, err)
+			}
+			return nil, err
+		}
+		return b, nil
+	}
+	var err error
+	if m.Certificate, err = read(event.KeyCertificate); err != nil {
+		return nil, err
+	}
+	if m.PrivateKey, err = read(event.KeyPrivateKey); err != nil {
+		return nil, err
+	}
+	if m.Fullchain, err = read(event.KeyFullchain); err != nil {
+		return nil, err
+	}
+	if m.Chain, err = read(event.KeyChain); err != nil {
+		return nil, err
+	}
+	certs, err := certcrypto.ParsePEMBundle(m.Certificate)
+	if err != nil || len(certs) == 0 {
+		return nil, invalid("domain %s: %s is not a PEM certificate: %v", d, info[event.KeyCertificate], err)
+	}
+	leaf := certs[0]
+	// A certificate file holding the whole chain (lego's .crt) splits into
+	// leaf and chain here.
+	leafPEM, rest := splitFirstPEM(m.Certificate)
+	if len(certs) > 1 {
+		if m.Fullchain == nil {
+			m.Fullchain = m.Certificate
+		}
+		if m.Chain == nil {
+			m.Chain = rest
+		}
+		m.Certificate = leafPEM
+	}
+	if m.Fullchain != nil {
+		fc, err := certcrypto.ParsePEMBundle(m.Fullchain)
+		if err != nil || len(fc) == 0 {
+			return nil, invalid("domain %s: fullchain %s is not a PEM bundle: %v", d, info[event.KeyFullchain], err)
+		}
+		if !bytes.Equal(fc[0].Raw, leaf.Raw) {
+			return nil, invalid("domain %s: fullchain %s does not start with the certificate of %s", d, info[event.KeyFullchain], info[event.KeyCertificate])
+		}
+	} else {
+		m.Fullchain = joinPEM(m.Certificate, m.Chain)
+	}
+	if m.Chain != nil {
+		if _, err := certcrypto.ParsePEMBundle(m.Chain); err != nil {
+			return nil, invalid("domain %s: chain %s is not a PEM bundle: %v", d, info[event.KeyChain], err)
+		}
+	}
+	key, err := certcrypto.ParsePEMPrivateKey(m.PrivateKey)
+	if err != nil {
+		return nil, invalid("domain %s: %s is not a PEM private key: %v", d, info[event.KeyPrivateKey], err)
+	}
+	if err := matchKey(leaf, key); err != nil {
+		return nil, invalid("domain %s: private key %s does not match certificate %s: %v", d, info[event.KeyPrivateKey], info[event.KeyCertificate], err)
+	}
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	if t := now(); t.After(leaf.NotAfter) {
+		return nil, invalid("domain %s: certificate %s expired on %s", d, info[event.KeyCertificate], leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	sum := sha256.Sum256(leaf.Raw)
+	m.Fingerprint = hex.EncodeToString(sum[:])
+	m.NotAfter = leaf.NotAfter
+	m.Leaf = leaf
+	return m, nil
+}
+
+func (c *Checker) covers(d string, m *event.Material) error {
+	if !Covers(m.Leaf, d) {
+		return invalid("domain %s is not covered by certificate %s (it names %s)", d, m.Paths[event.KeyCertificate], strings.Join(m.Leaf.DNSNames, ", "))
+	}
+	return nil
+}
+
+// Covers reports whether leaf is valid for d; a wildcard d must be named as
+// such in the certificate.
+func Covers(leaf *x509.Certificate, d string) bool {
+	if strings.HasPrefix(d, "*.") {
+		for _, n := range leaf.DNSNames {
+			if strings.ToLower(n) == d {
+				return true
+			}
+		}
+		return false
+	}
+	return leaf.VerifyHostname(d) == nil
+}
+
+func matchKey(leaf *x509.Certificate, key crypto.PrivateKey) error {
+	s, ok := key.(crypto.Signer)
+	if !ok {
+		return errors.New("unsupported key type")
+	}
+	pub, ok := s.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(leaf.PublicKey) {
+		return errors.New("public keys differ")
+	}
+	return nil
+}
+
+// splitFirstPEM returns the first PEM block (with its END line) and the rest.
+func splitFirstPEM(b []byte) (first, rest []byte) {
+	const end = "-----END CERTIFICATE-----"
+	i := bytes.Index(b, []byte(end))
+	if i < 0 {
+		return b, nil
+	}
+	j := i + len(end)
+	if j < len(b) && b[j] == '\r' {
+		j++
+	}
+	if j < len(b) && b[j] == '\n' {
+		j++
+	}
+	return b[:j], bytes.TrimLeft(b[j:], "\r\n")
+}
+
+func joinPEM(parts ...[]byte) []byte {
+	var out []byte
+	for _, p := range parts {
+		if len(p) == 0 {
+			continue
+		}
+		out = append(out, p...)
+		if out[len(out)-1] != '\n' {
+			out = append(out, '\n')
+		}
+	}
+	return out
+}
+
+// Fingerprint is the hex SHA-256 of a certificate's DER.
+func Fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,394 @@
+// Package signals is a typed, ordered, in-process signal. Emit hands an event
+// to one dispatcher goroutine, which queues it for every connected subscriber;
+// each subscriber receives events in emit order on its own goroutine, so a
+// slow, hung or panicking subscriber never delays the others. Every
+// subscriber's outcome is recorded per event and can be waited for.
+//
+// It is not a general message bus: there is no filtering, no replay and no
+// persistence; the caller journals events before it emits them.
+package signals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Status is a subscriber's outcome for one event.
+type Status string
+
+// Outcomes, as reported by Wait.
+const (
+	OK      Status = "ok"
+	Skipped Status = "skipped"
+	Failed  Status = "failed"
+	Pending Status = "pending"
+)
+
+// Result is one subscriber's outcome for one event.
+type Result struct {
+	Subscriber string
+	Status     Status
+	Message    string
+}
+
+// Handler handles one event. It should return within its timeout; ctx is
+// cancelled when the timeout passes.
+type Handler[E any] func(ctx context.Context, e E) (Status, string)
+
+// ErrUnknownEvent is returned by Wait for an event id never emitted or long
+// forgotten.
+var ErrUnknownEvent = errors.New("unknown event")
+
+// ErrClosed is returned by Emit after Close.
+var ErrClosed = errors.New("signal closed")
+
+// DefaultKeep is how many events' results are remembered.
+const DefaultKeep = 4096
+
+// Signal delivers events of type E to subscribers.
+type Signal[E any] struct {
+	keep int
+
+	mu      sync.Mutex
+	subs    []*subscriber[E]
+	records map[string]*record
+	order   []string // emit order, for forgetting the oldest
+	closed  bool
+
+	in      chan item[E]
+	stopped chan struct{}
+	wg      sync.WaitGroup // subscriber goroutines
+}
+
+type item[E any] struct {
+	id   string
+	ev   E
+	rec  *record
+	subs []*subscriber[E]
+}
+
+type record struct {
+	names   []string // subscribers at emit
+	results map[string]Result
+	left    int
+	done    chan struct{}
+}
+
+type subscriber[E any] struct {
+	name    string
+	timeout time.Duration
+	h       Handler[E]
+
+	mu     sync.Mutex
+	queue  []item[E]
+	wake   chan struct{}
+	closed bool
+}
+
+// New creates a signal and starts its dispatcher. keep bounds the number of
+// events whose results are remembered (0 means DefaultKeep).
+func New[E any](keep int) *Signal[E] {
+	if keep <= 0 {
+		keep = DefaultKeep
+	}
+	s := &Signal[E]{
+		keep:    keep,
+		records: map[string]*record{},
+		in:      make(chan item[E], 256),
+		stopped: make(chan struct{}),
+	}
+	go s.dispatch()
+	return s
+}
+
+// Connect adds a subscriber; name must be unique (it is the app name in
+// results). A timeout of 0 means none.
+func (s *Signal[E]) Connect(name string, timeout time.Duration, h Handler[E]) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	for _, o := range s.subs {
+		if o.name == name {
+			return fmt.Errorf("subscriber %q already connected", name)
+		}
+	}
+	sub := &subscriber[E]{name: name, timeout: timeout, h: h, wake: make(chan struct{}, 1)}
+	s.subs = append(s.subs, sub)
+	s.wg.Add(1)
+	go s.serve(sub)
+	return nil
+}
+
+// Disconnect removes a subscriber after it has handled what was already
+// queued for it.
+func (s *Signal[E]) Disconnect(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, o := range s.subs {
+		if o.name == name {
+			s.subs = append(s.subs[:i], s.subs[i+1:]...)
+			o.close()
+			return
+		}
+	}
+}
+
+// Emit queues e under id for every subscriber connected now. It returns
+// once the event is queued; delivery happens on the subscribers' goroutines.
+func (s *Signal[E]) Emit(id string, e E) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if _, dup := s.records[id]; dup {
+		s.mu.Unlock()
+		return fmt.Errorf("event %s emitted twice", id)
+	}
+	rec := &record{results: map[string]Result{}, done: make(chan struct{})}
+	s.records[id] = rec
+	s.order = append(s.order, id)
+	if len(s.order) > s.keep {
+		// Forget the oldest finished records; a record still running stays.
+		drop := len(s.order) - s.keep
+		kept := s.order[:0]
+		for i, old := range s.order {
+			r := s.records[old]
+			if i < drop && isDone(r) {
+				delete(s.records, old)
+				continue
+			}
+			kept = append(kept, old)
+		}
+		s.order = kept
+	}
+	// The subscribers are those connected at Emit. Sending under the lock
+	// keeps emit order equal to dispatch order; the dispatcher never takes
+	// s.mu, so a full queue cannot deadlock.
+	subs := append([]*subscriber[E](nil), s.subs...)
+	rec.left = len(subs)
+	for _, sub := range subs {
+		rec.names = append(rec.names, sub.name)
+	}
+	if len(subs) == 0 {
+		close(rec.done)
+	}
+	s.in <- item[E]{id: id, ev: e, rec: rec, subs: subs}
+	s.mu.Unlock()
+	return nil
+}
+
+func isDone(r *record) bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// dispatch is the one worker that fans events out in order.
+func (s *Signal[E]) dispatch() {
+	defer close(s.stopped)
+	for it := range s.in {
+		for _, sub := range it.subs {
+			sub.push(it)
+		}
+	}
+}
+
+func (sub *subscriber[E]) push(it item[E]) {
+	sub.mu.Lock()
+	sub.queue = append(sub.queue, it)
+	sub.mu.Unlock()
+	select {
+	case sub.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (sub *subscriber[E]) close() {
+	sub.mu.Lock()
+	sub.closed = true
+	sub.mu.Unlock()
+	select {
+	case sub.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (sub *subscriber[E]) next() (item[E], bool, bool) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if len(sub.queue) > 0 {
+		it := sub.queue[0]
+		sub.queue[0] = item[E]{}
+		sub.queue = sub.queue[1:]
+		return it, true, false
+	}
+	return item[E]{}, false, sub.closed
+}
+
+// serve runs one subscriber's handlers in order.
+func (s *Signal[E]) serve(sub *subscriber[E]) {
+	defer s.wg.Done()
+	for {
+		it, ok, closed := sub.next()
+		if !ok {
+			if closed {
+				return
+			}
+			<-sub.wake
+			continue
+		}
+		st, msg := s.call(sub, it)
+		s.record(it, Result{Subscriber: sub.name, Status: st, Message: msg})
+	}
+}
+
+// call runs the handler with its timeout and turns a panic into Failed. A
+// handler that overruns its timeout is abandoned (its context is cancelled)
+// and the subscriber moves on to the next event.
+func (s *Signal[E]) call(sub *subscriber[E], it item[E]) (Status, string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type out struct {
+		st  Status
+		msg string
+	}
+	ch := make(chan out, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				ch <- out{Failed, fmt.Sprintf("panic: %v\n%s", r, firstFrames(debug.Stack()))}
+			}
+		}()
+		st, msg := sub.h(ctx, it.ev)
+		ch <- out{st, msg}
+	}()
+	var timer <-chan time.Time
+	if sub.timeout > 0 {
+		t := time.NewTimer(sub.timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case o := <-ch:
+		return o.st, o.msg
+	case <-timer:
+		return Failed, fmt.Sprintf("timed out after %s", sub.timeout)
+	}
+}
+
+func firstFrames(stack []byte) string {
+	const max = 2048
+	if len(stack) > max {
+		return string(stack[:max]) + "..."
+	}
+	return string(stack)
+}
+
+func (s *Signal[E]) record(it item[E], r Result) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, seen := it.rec.results[r.Subscriber]; seen {
+		return
+	}
+	it.rec.results[r.Subscriber] = r
+	it.rec.left--
+	if it.rec.left == 0 {
+		close(it.rec.done)
+	}
+}
+
+// Update replaces a recorded result, for work a subscriber reported Pending
+// and finished later (a coalesced reload). Unknown ids are ignored.
+func (s *Signal[E]) Update(id string, r Result) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rec, ok := s.records[id]; ok {
+		if _, had := rec.results[r.Subscriber]; had {
+			rec.results[r.Subscriber] = r
+		}
+	}
+}
+
+// Wait blocks until every subscriber has handled event id, or ctx ends, and
+// returns the results sorted by subscriber name. On ctx's end it returns
+// what is known so far with ctx's error.
+func (s *Signal[E]) Wait(ctx context.Context, id string) ([]Result, error) {
+	s.mu.Lock()
+	rec, ok := s.records[id]
+	s.mu.Unlock()
+	if !ok {
+		return nil, ErrUnknownEvent
+	}
+	select {
+	case <-rec.done:
+		return s.snapshot(rec), nil
+	case <-ctx.Done():
+		return s.snapshot(rec), ctx.Err()
+	}
+}
+
+// Results returns what is recorded for id so far.
+func (s *Signal[E]) Results(id string) ([]Result, bool) {
+	s.mu.Lock()
+	rec, ok := s.records[id]
+	s.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	return s.snapshot(rec), true
+}
+
+func (s *Signal[E]) snapshot(rec *record) []Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Result, 0, len(rec.names))
+	for _, n := range rec.names {
+		r, ok := rec.results[n]
+		if !ok {
+			r = Result{Subscriber: n, Status: Pending, Message: "still running"}
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Subscriber < out[j].Subscriber })
+	return out
+}
+
+// Close stops accepting events, lets every subscriber finish what is queued
+// (drain), and returns when they are done or ctx ends.
+func (s *Signal[E]) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.in)
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.stopped:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	for _, sub := range s.subs {
+		sub.close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
