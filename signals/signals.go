@@ -60,6 +60,8 @@ type Signal[E any] struct {
 	order   []string // emit order, for forgetting the oldest
 	closed  bool
 
+	observe func(id string, r Result)
+
 	in      chan item[E]
 	stopped chan struct{}
 	wg      sync.WaitGroup // subscriber goroutines
@@ -104,6 +106,15 @@ func New[E any](keep int) *Signal[E] {
 	}
 	go s.dispatch()
 	return s
+}
+
+// Observe sets a function called with every result as it is recorded or
+// updated (the daemon journals them). Set it before the first Emit; it runs
+// on the subscriber's goroutine and must be quick.
+func (s *Signal[E]) Observe(f func(id string, r Result)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.observe = f
 }
 
 // Connect adds a subscriber; name must be unique (it is the app name in
@@ -297,8 +308,8 @@ func firstFrames(stack []byte) string {
 
 func (s *Signal[E]) record(it item[E], r Result) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if _, seen := it.rec.results[r.Subscriber]; seen {
+		s.mu.Unlock()
 		return
 	}
 	it.rec.results[r.Subscriber] = r
@@ -306,17 +317,31 @@ func (s *Signal[E]) record(it item[E], r Result) {
 	if it.rec.left == 0 {
 		close(it.rec.done)
 	}
+	obs := s.observe
+	s.mu.Unlock()
+	if obs != nil {
+		obs(it.id, r)
+	}
 }
 
 // Update replaces a recorded result, for work a subscriber reported Pending
 // and finished later (a coalesced reload). Unknown ids are ignored.
 func (s *Signal[E]) Update(id string, r Result) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if rec, ok := s.records[id]; ok {
-		if _, had := rec.results[r.Subscriber]; had {
-			rec.results[r.Subscriber] = r
-		}
+	rec, ok := s.records[id]
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	if _, had := rec.results[r.Subscriber]; !had {
+		s.mu.Unlock()
+		return
+	}
+	rec.results[r.Subscriber] = r
+	obs := s.observe
+	s.mu.Unlock()
+	if obs != nil {
+		obs(id, r)
 	}
 }
 

@@ -1,0 +1,49 @@
+# certbus: `make demo` shows the whole pipeline, `make test` runs every tier.
+# Both install what they need with apt-get when it is missing (as root).
+
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+BIN      := bin/certbus
+
+.PHONY: all build test test-short lint demo deb system-test bench deps clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/certbus
+
+deps:
+	@sh scripts/deps.sh test
+
+# Every tier: lint, unit + integration (private dbus-daemon) + end to end
+# (real certbot, pebble and daemons), with the race detector, then the system
+# test on a real systemd. With CI set, a tier whose tool is missing fails.
+test: deps lint
+	$(GO) test -race -count=1 -timeout 40m ./...
+	$(MAKE) system-test
+
+# The fast tier only.
+test-short:
+	$(GO) test -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+demo: build
+	@sh scripts/deps.sh demo
+	@sh scripts/demo.sh $(BIN)
+
+deb:
+	sh scripts/build-deb.sh $(VERSION) dist
+
+system-test: deb
+	bash test/system/run.sh dist
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin dist

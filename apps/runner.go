@@ -1,0 +1,453 @@
+package apps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/certbus/certbus/internal/event"
+	"github.com/certbus/certbus/internal/install"
+	"github.com/certbus/certbus/signals"
+)
+
+// Verifier proves that an endpoint serves the leaf with the given SHA-256
+// fingerprint; internal/verify implements it. It retries until ctx ends.
+type Verifier func(ctx context.Context, v VerifySpec, serverName, fingerprint string) error
+
+// Recorder is told what each app successfully applied, for catch-up after a
+// restart and for status.
+type Recorder interface {
+	Applied(app, domain string, m *event.Material) error
+}
+
+// Options configure a Runner.
+type Options struct {
+	Log      *zap.Logger
+	Verify   Verifier
+	Recorder Recorder
+	// Signal receives late results of work reported pending.
+	Signal *signals.Signal[*event.Event]
+}
+
+// Runner connects apps to the signal and owns their reload timers.
+type Runner struct {
+	opts Options
+	apps []*appRunner
+}
+
+// NewRunner builds a runner for the given specs and connects every app as a
+// subscriber of sig.
+func NewRunner(sig *signals.Signal[*event.Event], specs []*Spec, opts Options) (*Runner, error) {
+	opts.Signal = sig
+	r := &Runner{opts: opts}
+	for _, s := range specs {
+		a := &appRunner{spec: s, opts: opts, log: opts.Log.Named("apps." + s.Name)}
+		// The handler's own budget: every method of the chain plus the
+		// rollback reload, each bounded by the app's timeout.
+		budget := s.Timeout*time.Duration(len(s.Reloaders)+2) + 5*time.Second
+		if err := sig.Connect(s.Name, budget, a.handle); err != nil {
+			r.Close()
+			return nil, err
+		}
+		r.apps = append(r.apps, a)
+	}
+	return r, nil
+}
+
+// Close disconnects the apps and stops their timers. A reload already
+// running finishes.
+func (r *Runner) Close() {
+	for _, a := range r.apps {
+		r.opts.Signal.Disconnect(a.spec.Name)
+		a.stopTimer()
+	}
+}
+
+// Flush runs every pending reload now (used at shutdown, so that nothing
+// installed stays unreloaded).
+func (r *Runner) Flush(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, a := range r.apps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.fire(ctx, "shutdown")
+		}()
+	}
+	wg.Wait()
+}
+
+// Specs returns the apps' specs.
+func (r *Runner) Specs() []*Spec {
+	out := make([]*Spec, len(r.apps))
+	for i, a := range r.apps {
+		out[i] = a.spec
+	}
+	return out
+}
+
+// appRunner is one app's state between events.
+type appRunner struct {
+	spec *Spec
+	opts Options
+	log  *zap.Logger
+
+	// run serialises event handling and reloads (a timer may fire while an
+	// event is handled).
+	run sync.Mutex
+
+	mu           sync.Mutex
+	inRun        bool                        // a pre was seen, its post not yet
+	pending      map[string]*event.Material  // domain -> newest material since the last reload
+	snaps        map[string]install.Snapshot // path -> content before this batch, for rollback
+	waiting      []string                    // event ids reported pending
+	firstPending time.Time
+	lastEvent    string
+	timer        *time.Timer
+}
+
+// handle is the app's subscriber.
+func (a *appRunner) handle(ctx context.Context, ev *event.Event) (signals.Status, string) {
+	a.run.Lock()
+	defer a.run.Unlock()
+	switch ev.Operation {
+	case event.Pre:
+		a.mu.Lock()
+		a.inRun = true
+		a.mu.Unlock()
+		a.armMaxDelay()
+		return signals.OK, "reloads wait for post"
+	case event.Deploy:
+		return a.deploy(ctx, ev)
+	case event.Post:
+		a.mu.Lock()
+		a.inRun = false
+		n := len(a.pending)
+		a.mu.Unlock()
+		if n == 0 {
+			return signals.Skipped, "nothing to reload"
+		}
+		return a.reload(ctx, ev.ID, string(ev.Operation))
+	}
+	return signals.Failed, "unknown operation " + string(ev.Operation)
+}
+
+func (a *appRunner) deploy(ctx context.Context, ev *event.Event) (signals.Status, string) {
+	if err := a.spec.Rediscover(); err != nil {
+		a.log.Warn("domain discovery failed; using the last known domains", zap.Error(err))
+	}
+	var mine []string
+	for _, d := range ev.DomainNames() {
+		if a.spec.Serves(d) {
+			mine = append(mine, d)
+		}
+	}
+	if len(mine) == 0 {
+		return signals.Skipped, "serves none of " + strings.Join(ev.DomainNames(), " ")
+	}
+	if err := a.install(mine, ev); err != nil {
+		a.log.Error("install failed", zap.String("event", ev.ID), zap.Error(err))
+		return signals.Failed, err.Error()
+	}
+	a.mu.Lock()
+	if a.pending == nil {
+		a.pending = map[string]*event.Material{}
+	}
+	if len(a.pending) == 0 {
+		a.firstPending = time.Now()
+	}
+	for _, d := range mine {
+		a.pending[d] = ev.Domains[d]
+	}
+	a.lastEvent = ev.ID
+	inRun := a.inRun
+	a.mu.Unlock()
+	what := "installed " + strings.Join(mine, " ")
+	if a.spec.Copy == nil {
+		what = "lineage of " + strings.Join(mine, " ")
+	}
+	if len(a.spec.Reloaders) == 0 {
+		// Nothing to tell: the files are the whole job.
+		a.recordApplied()
+		return signals.OK, what
+	}
+	a.mu.Lock()
+	a.waiting = append(a.waiting, ev.ID)
+	a.mu.Unlock()
+	if inRun {
+		a.armMaxDelay()
+		return signals.Pending, what + "; reload after post"
+	}
+	a.armDebounce()
+	return signals.Pending, fmt.Sprintf("%s; reload in %s", what, a.spec.Debounce)
+}
+
+// install writes the app's copies for the domains, keeping a snapshot of
+// what each path held before this batch.
+func (a *appRunner) install(domains []string, ev *event.Event) error {
+	c := a.spec.Copy
+	if c == nil {
+		return nil
+	}
+	var files []install.File
+	seen := map[string]bool{}
+	for _, d := range domains {
+		m := ev.Domains[d]
+		kp, cp := ExpandPath(c.PrivateKey, d), ExpandPath(c.Certificate, d)
+		add := func(f install.File) {
+			if !seen[f.Path] {
+				seen[f.Path] = true
+				files = append(files, f)
+			}
+		}
+		switch {
+		case kp != "" && kp == cp:
+			add(install.File{Path: kp, Data: joinPEM(m.PrivateKey, m.Fullchain), UID: c.UID, GID: c.GID, Mode: c.KeyMode})
+		default:
+			// Key first: a daemon reading the pair mid-way sees the new key
+			// with the old certificate for an instant at most, and only the
+			// reload that follows makes it load anything.
+			if kp != "" {
+				add(install.File{Path: kp, Data: m.PrivateKey, UID: c.UID, GID: c.GID, Mode: c.KeyMode})
+			}
+			if cp != "" {
+				add(install.File{Path: cp, Data: m.Fullchain, UID: c.UID, GID: c.GID, Mode: c.CertMode})
+			}
+		}
+	}
+	a.mu.Lock()
+	if a.snaps == nil {
+		a.snaps = map[string]install.Snapshot{}
+	}
+	for _, f := range files {
+		if _, ok := a.snaps[f.Path]; ok {
+			continue
+		}
+		s, err := install.Read(f.Path)
+		if err != nil {
+			a.mu.Unlock()
+			return fmt.Errorf("snapshot %s before install: %w", f.Path, err)
+		}
+		a.snaps[f.Path] = s
+	}
+	a.mu.Unlock()
+	if err := install.WriteGroup(files); err != nil {
+		return err
+	}
+	return nil
+}
+
+func joinPEM(parts ...[]byte) []byte {
+	var out []byte
+	for _, p := range parts {
+		if len(p) == 0 {
+			continue
+		}
+		out = append(out, p...)
+		if out[len(out)-1] != '\n' {
+			out = append(out, '\n')
+		}
+	}
+	return out
+}
+
+// reload runs the chain for everything pending, verifies, and rolls back
+// when the last method fails.
+func (a *appRunner) reload(ctx context.Context, eventID, op string) (signals.Status, string) {
+	a.stopTimer()
+	a.mu.Lock()
+	pending := a.pending
+	snaps := a.snaps
+	waiting := a.waiting
+	a.pending, a.snaps, a.waiting = nil, nil, nil
+	a.mu.Unlock()
+	if len(pending) == 0 {
+		return signals.Skipped, "nothing to reload"
+	}
+	domains := make([]string, 0, len(pending))
+	for d := range pending {
+		domains = append(domains, d)
+	}
+	sort.Strings(domains)
+	run := RunInfo{EventID: eventID, Operation: op, Domains: domains}
+	var errs []string
+	for _, m := range a.spec.Reloaders {
+		mctx, cancel := context.WithTimeout(ctx, a.spec.Timeout)
+		err := m.Reload(mctx, run)
+		if err == nil {
+			err = a.verify(mctx, pending)
+		}
+		cancel()
+		if err == nil {
+			a.log.Info("reloaded", zap.String("event", eventID), zap.String("method", m.Name()), zap.Strings("domains", domains))
+			a.applied(pending)
+			msg := fmt.Sprintf("reloaded (%s) for %s", m.Name(), strings.Join(domains, " "))
+			a.resolve(waiting, eventID, signals.OK, msg)
+			return signals.OK, msg
+		}
+		a.log.Warn("reload method failed", zap.String("event", eventID), zap.String("method", m.Name()), zap.Error(err))
+		errs = append(errs, err.Error())
+	}
+	msg := "reload failed: " + strings.Join(errs, "; then ")
+	msg += a.rollback(ctx, snaps, run)
+	a.log.Error("app failed", zap.String("event", eventID), zap.String("reason", msg))
+	a.resolve(waiting, eventID, signals.Failed, msg)
+	return signals.Failed, msg
+}
+
+func (a *appRunner) verify(ctx context.Context, pending map[string]*event.Material) error {
+	v := a.spec.Verify
+	if v == nil || a.opts.Verify == nil {
+		return nil
+	}
+	// One handshake per distinct (server name, leaf): domains of one
+	// lineage behind one name need one check.
+	type key struct{ sni, fp string }
+	done := map[key]bool{}
+	names := make([]string, 0, len(pending))
+	for d := range pending {
+		names = append(names, d)
+	}
+	sort.Strings(names)
+	for _, d := range names {
+		m := pending[d]
+		sni := ExpandPath(v.ServerName, strings.TrimPrefix(d, "*."))
+		k := key{sni, m.Fingerprint}
+		if done[k] {
+			continue
+		}
+		done[k] = true
+		if err := a.opts.Verify(ctx, *v, sni, m.Fingerprint); err != nil {
+			return fmt.Errorf("verify %s at %s: %w", d, v.Address, err)
+		}
+	}
+	return nil
+}
+
+// rollback restores the files of this batch and reloads once more, so the
+// daemon keeps serving what it served before. It returns a note for the
+// result message.
+func (a *appRunner) rollback(ctx context.Context, snaps map[string]install.Snapshot, run RunInfo) string {
+	if len(snaps) == 0 {
+		return "; nothing to roll back (the app reads the lineage directly)"
+	}
+	var errs []error
+	paths := make([]string, 0, len(snaps))
+	for p := range snaps {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		if err := install.Restore(snaps[p]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return "; rollback failed: " + errors.Join(errs...).Error()
+	}
+	if len(a.spec.Reloaders) > 0 {
+		rctx, cancel := context.WithTimeout(ctx, a.spec.Timeout)
+		defer cancel()
+		if err := a.spec.Reloaders[0].Reload(rctx, run); err != nil {
+			return "; previous files restored, but the reload after restoring failed: " + err.Error()
+		}
+	}
+	return "; previous files restored and reloaded"
+}
+
+func (a *appRunner) applied(pending map[string]*event.Material) {
+	if a.opts.Recorder == nil {
+		return
+	}
+	for d, m := range pending {
+		if err := a.opts.Recorder.Applied(a.spec.Name, d, m); err != nil {
+			a.log.Warn("record applied certificate", zap.String("domain", d), zap.Error(err))
+		}
+	}
+}
+
+// recordApplied is for apps without a reload: the install was the job.
+func (a *appRunner) recordApplied() {
+	a.mu.Lock()
+	pending := a.pending
+	a.pending, a.snaps = nil, nil
+	a.mu.Unlock()
+	a.applied(pending)
+}
+
+// resolve updates the results of events that reported pending.
+func (a *appRunner) resolve(ids []string, current string, st signals.Status, msg string) {
+	if a.opts.Signal == nil {
+		return
+	}
+	for _, id := range ids {
+		if id == current {
+			continue
+		}
+		a.opts.Signal.Update(id, signals.Result{Subscriber: a.spec.Name, Status: st, Message: msg + " (at " + current + ")"})
+	}
+}
+
+// armDebounce (re)starts the debounce timer, never past max_delay after the
+// first pending change.
+func (a *appRunner) armDebounce() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d := a.spec.Debounce
+	if limit := time.Until(a.firstPending.Add(a.spec.MaxDelay)); limit < d {
+		d = max(limit, 0)
+	}
+	a.setTimerLocked(d, "debounce")
+}
+
+// armMaxDelay makes sure a pending change inside a pre..post run is reloaded
+// at max_delay even if post never comes.
+func (a *appRunner) armMaxDelay() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.pending) == 0 {
+		return
+	}
+	a.setTimerLocked(max(time.Until(a.firstPending.Add(a.spec.MaxDelay)), 0), "max_delay")
+}
+
+func (a *appRunner) setTimerLocked(d time.Duration, why string) {
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	a.timer = time.AfterFunc(d, func() { a.fire(context.Background(), why) })
+}
+
+func (a *appRunner) stopTimer() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
+}
+
+// fire runs a reload outside an event (debounce, max_delay, shutdown).
+func (a *appRunner) fire(ctx context.Context, why string) {
+	a.run.Lock()
+	defer a.run.Unlock()
+	a.mu.Lock()
+	n, id := len(a.pending), a.lastEvent
+	a.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.spec.Timeout*time.Duration(len(a.spec.Reloaders)+2))
+	defer cancel()
+	a.log.Info("reload due", zap.String("why", why), zap.String("event", id))
+	st, msg := a.reload(ctx, id, why)
+	if a.opts.Signal != nil && id != "" {
+		a.opts.Signal.Update(id, signals.Result{Subscriber: a.spec.Name, Status: st, Message: msg})
+	}
+}

@@ -1,0 +1,94 @@
+package hooks
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// ScriptName is the file certbus writes in each renewal-hooks directory.
+// "50-" leaves room before and after it in certbot's name order.
+const ScriptName = "50-certbus"
+
+// scriptMarker identifies a script certbus wrote (and may rewrite).
+const scriptMarker = "# Written by `certbus install-hooks`"
+
+// Script is the content of the hook script for kind.
+func Script(binary, kind string) []byte {
+	return []byte(fmt.Sprintf("#!/bin/sh\n%s; tells the certbus daemon about certbot's %s hook.\n# Environment (RENEWED_LINEAGE, RENEWED_DOMAINS, CERTBUS_BUS, CERTBUS_CONFIG) passes through.\nexec %s hook %s\n",
+		scriptMarker, kind, shellQuote(binary), kind))
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// ScriptResult says what InstallScripts did with one file.
+type ScriptResult struct {
+	Path   string
+	Action string // "written", "unchanged", "kept (not ours; use --force)"
+}
+
+// InstallScripts writes renewal-hooks/{pre,post,deploy}/50-certbus under
+// letsencryptDir, each exec'ing binary. It is idempotent; a file there that
+// certbus did not write is left alone unless force.
+func InstallScripts(letsencryptDir, binary string, force bool) ([]ScriptResult, error) {
+	if !filepath.IsAbs(binary) {
+		return nil, fmt.Errorf("binary path %q is not absolute", binary)
+	}
+	var out []ScriptResult
+	for _, kind := range []string{"pre", "post", "deploy"} {
+		dir := filepath.Join(letsencryptDir, "renewal-hooks", kind)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return out, fmt.Errorf("create %s: %w", dir, err)
+		}
+		p := filepath.Join(dir, ScriptName)
+		want := Script(binary, kind)
+		old, err := os.ReadFile(p)
+		switch {
+		case err == nil && bytes.Equal(old, want):
+			out = append(out, ScriptResult{p, "unchanged"})
+			continue
+		case err == nil && !bytes.Contains(old, []byte(scriptMarker)) && !force:
+			out = append(out, ScriptResult{p, "kept (not written by certbus; use --force to replace)"})
+			continue
+		case err != nil && !os.IsNotExist(err):
+			return out, fmt.Errorf("read %s: %w", p, err)
+		}
+		if err := writeExecutable(p, want); err != nil {
+			return out, err
+		}
+		out = append(out, ScriptResult{p, "written"})
+	}
+	return out, nil
+}
+
+func writeExecutable(p string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".50-certbus-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err = tmp.Chmod(0o755); err == nil {
+		if _, err = tmp.Write(data); err == nil {
+			err = tmp.Sync()
+		}
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), p)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}

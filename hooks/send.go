@@ -1,0 +1,79 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/certbus/certbus/bus"
+)
+
+// Delivery is what happened to one hook event.
+type Delivery struct {
+	EventID string       // set when the daemon took it
+	Spooled string       // the spool file, when the daemon could not be reached
+	Reason  error        // why it was spooled
+	Results []bus.Result // with wait
+}
+
+// Failed lists the apps that failed, from Results.
+func (d *Delivery) Failed() []bus.Result {
+	var out []bus.Result
+	for _, r := range d.Results {
+		if r.Status == "failed" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// SendOptions say where and how to deliver.
+type SendOptions struct {
+	Bus      string
+	StateDir string // for the spool
+	Wait     bool
+	Timeout  time.Duration
+}
+
+// Send delivers an event to the daemon; if the daemon cannot be reached at
+// all it spools the event instead (Delivery.Spooled). A refusal comes back
+// as *bus.RejectedError and nothing is spooled: the same event would be
+// refused again.
+func Send(ctx context.Context, o SendOptions, op string, domains Domains) (*Delivery, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	c, err := bus.Dial(o.Bus)
+	if err == nil {
+		defer c.Close()
+		var id string
+		id, err = c.Notify(ctx, op, domains)
+		if err == nil {
+			d := &Delivery{EventID: id}
+			if o.Wait {
+				d.Results, err = c.Wait(ctx, id, time.Until(deadline(ctx)))
+				if err != nil {
+					return d, fmt.Errorf("wait for event %s: %w", id, err)
+				}
+			}
+			return d, nil
+		}
+	}
+	var ue *bus.UnreachableError
+	if !errors.As(err, &ue) {
+		return nil, err
+	}
+	p, serr := Spool(o.StateDir, op, domains)
+	if serr != nil {
+		return nil, fmt.Errorf("%v; and spooling failed too: %w", err, serr)
+	}
+	return &Delivery{Spooled: p, Reason: err}, nil
+}
+
+func deadline(ctx context.Context) time.Time {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return time.Now().Add(time.Minute)
+	}
+	return d
+}

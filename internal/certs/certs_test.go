@@ -1,0 +1,161 @@
+package certs_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certbus/certbus/hooks"
+	"github.com/certbus/certbus/internal/certs"
+	"github.com/certbus/certbus/internal/event"
+	"github.com/certbus/certbus/internal/testcerts"
+)
+
+func TestCheckDomain(t *testing.T) {
+	for _, tc := range []struct {
+		d  string
+		ok bool
+	}{
+		{"example.com", true},
+		{"*.example.com", true},
+		{"a-b.c0.example", true},
+		{"localhost", true},
+		{"", false},
+		{"-a.com", false},
+		{"a-.com", false},
+		{"a..com", false},
+		{"a.com.", false},
+		{"*.*.com", false},
+		{"a*.com", false},
+		{"ex ample.com", false},
+		{"EXAMPLE.com", false}, // callers lower-case first
+		{"a_b.com", false},
+		{strings.Repeat("a", 64) + ".com", false},
+		{strings.Repeat("abcdefghi.", 26) + "com", false}, // 263 chars
+	} {
+		err := certs.CheckDomain(tc.d)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckDomain(%q) = %v, want ok=%v", tc.d, err, tc.ok)
+		}
+	}
+}
+
+// fixture is a letsencrypt dir with lineages and an outside dir.
+type fixture struct {
+	le, outside string
+	checker     *certs.Checker
+	good        string // live dir of example.com + www.example.com
+	goodLeaf    *testcerts.Leaf
+	other       string // live dir of other.org
+	expired     string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	root := t.TempDir()
+	f := &fixture{le: filepath.Join(root, "le"), outside: filepath.Join(root, "outside")}
+	os.MkdirAll(f.outside, 0o755)
+	f.goodLeaf = testcerts.MustIssue(t, []string{"example.com", "www.example.com"}, testcerts.Options{})
+	f.good = testcerts.MustLineage(t, f.le, "example.com", 1, f.goodLeaf)
+	f.other = testcerts.MustLineage(t, f.le, "other.org", 1, testcerts.MustIssue(t, []string{"other.org"}, testcerts.Options{Key: testcerts.RSA}))
+	f.expired = testcerts.MustLineage(t, f.le, "old.net", 1, testcerts.MustIssue(t, []string{"old.net"},
+		testcerts.Options{NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)}))
+	f.checker = &certs.Checker{Roots: certs.NewRoots(f.le)}
+	return f
+}
+
+func TestCheckAccepts(t *testing.T) {
+	f := newFixture(t)
+	m, err := f.checker.Check(event.Deploy, hooks.LineageDomains(f.good, []string{"example.com", "WWW.example.com"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != 2 || m["www.example.com"] == nil {
+		t.Fatalf("domains = %v", m)
+	}
+	got := m["example.com"]
+	if got.Fingerprint != f.goodLeaf.Fingerprint {
+		t.Errorf("fingerprint %s, want %s", got.Fingerprint, f.goodLeaf.Fingerprint)
+	}
+	if string(got.PrivateKey) != string(f.goodLeaf.KeyPEM) || string(got.Fullchain) != string(f.goodLeaf.FullchainPEM()) {
+		t.Error("material differs from the lineage's bytes")
+	}
+	// pre/post with no domains.
+	for _, op := range []event.Operation{event.Pre, event.Post} {
+		if _, err := f.checker.Check(op, nil); err != nil {
+			t.Errorf("%s: %v", op, err)
+		}
+	}
+	// RSA lineage, only cert + key given.
+	if _, err := f.checker.Check(event.Deploy, map[string]map[string]string{"other.org": {
+		"certificate": filepath.Join(f.other, "cert.pem"), "private_key": filepath.Join(f.other, "privkey.pem")}}); err != nil {
+		t.Errorf("rsa lineage: %v", err)
+	}
+}
+
+func TestCheckRefuses(t *testing.T) {
+	f := newFixture(t)
+	gc, gk := filepath.Join(f.good, "cert.pem"), filepath.Join(f.good, "privkey.pem")
+	// A symlink inside letsencrypt_dir pointing outside it.
+	secret := filepath.Join(f.outside, "secret.pem")
+	os.WriteFile(secret, f.goodLeaf.CertPEM, 0o600)
+	escape := filepath.Join(f.le, "live", "escape.pem")
+	os.Symlink(secret, escape)
+	outsideCopy := filepath.Join(f.outside, "cert.pem")
+	os.WriteFile(outsideCopy, f.goodLeaf.CertPEM, 0o644)
+	notCert := filepath.Join(f.le, "notcert.pem")
+	os.WriteFile(notCert, []byte("hello\n"), 0o644)
+	many := map[string]map[string]string{}
+	for i := 0; i < 101; i++ {
+		many[strings.Repeat("a", 1+i%5)+".example"+string(rune('a'+i%26))+string(rune('a'+i/26))] = nil
+	}
+	pair := func(c, k string) map[string]string { return map[string]string{"certificate": c, "private_key": k} }
+	for _, tc := range []struct {
+		name    string
+		op      event.Operation
+		domains map[string]map[string]string
+		want    string
+	}{
+		{"unknown operation", "renew", nil, "unknown operation"},
+		{"empty deploy", event.Deploy, nil, "without domains"},
+		{"relative path", event.Deploy, map[string]map[string]string{"example.com": pair("live/cert.pem", gk)}, "not absolute"},
+		{"outside", event.Deploy, map[string]map[string]string{"example.com": pair(outsideCopy, gk)}, "outside the allowed"},
+		{"symlink escaping", event.Deploy, map[string]map[string]string{"example.com": pair(escape, gk)}, "outside the allowed"},
+		{"key mismatch", event.Deploy, map[string]map[string]string{"example.com": pair(gc, filepath.Join(f.other, "privkey.pem"))}, "does not match"},
+		{"not covered", event.Deploy, map[string]map[string]string{"example.org": pair(gc, gk)}, "not covered"},
+		{"invalid name", event.Deploy, map[string]map[string]string{"exa mple.com": pair(gc, gk)}, "not allowed"},
+		{"expired", event.Deploy, hooks.LineageDomains(f.expired, []string{"old.net"}), "expired"},
+		{"not a certificate", event.Deploy, map[string]map[string]string{"example.com": pair(notCert, gk)}, "not a PEM certificate"},
+		{"unknown key", event.Deploy, map[string]map[string]string{"example.com": {"certificate": gc, "private_key": gk, "pfx": gc}}, "unknown info key"},
+		{"missing key", event.Deploy, map[string]map[string]string{"example.com": {"certificate": gc}}, "missing private_key"},
+		{"missing file", event.Deploy, map[string]map[string]string{"example.com": pair(filepath.Join(f.le, "nope.pem"), gk)}, "cannot open"},
+		{"too many", event.Pre, many, "at most 100"},
+		{"files on pre", event.Pre, map[string]map[string]string{"example.com": pair(gc, gk)}, "carries no files"},
+		{"duplicate case", event.Deploy, map[string]map[string]string{"example.com": pair(gc, gk), "Example.com": pair(gc, gk)}, "given twice"},
+		{"fullchain of another", event.Deploy, map[string]map[string]string{"example.com": {"certificate": gc, "private_key": gk, "fullchain": filepath.Join(f.other, "fullchain.pem")}}, "does not start with"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.checker.Check(tc.op, tc.domains)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !certs.IsInvalid(err) {
+				t.Errorf("error %v is not an InvalidError", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestWildcardCovers(t *testing.T) {
+	l := testcerts.MustIssue(t, []string{"*.example.com", "example.com"}, testcerts.Options{})
+	for d, want := range map[string]bool{"*.example.com": true, "a.example.com": true, "example.com": true, "*.other.com": false, "a.b.example.com": false} {
+		if got := certs.Covers(l.Cert, d); got != want {
+			t.Errorf("Covers(%q) = %v", d, got)
+		}
+	}
+}
