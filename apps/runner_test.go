@@ -1,0 +1,293 @@
+package apps_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/certbus/certbus/apps"
+	_ "github.com/certbus/certbus/apps/service"
+	"github.com/certbus/certbus/hooks"
+	"github.com/certbus/certbus/internal/certs"
+	"github.com/certbus/certbus/internal/config"
+	"github.com/certbus/certbus/internal/event"
+	"github.com/certbus/certbus/internal/install/installtest"
+	"github.com/certbus/certbus/internal/testcerts"
+	"github.com/certbus/certbus/signals"
+)
+
+// harness runs apps on a signal with events built from real lineages.
+type harness struct {
+	t       *testing.T
+	le      string
+	sig     *signals.Signal[*event.Event]
+	checker *certs.Checker
+	n       int
+	leafs   map[string]*testcerts.Leaf
+}
+
+func newHarness(t *testing.T) *harness {
+	le := t.TempDir()
+	h := &harness{t: t, le: le, sig: signals.New[*event.Event](0), checker: &certs.Checker{Roots: certs.NewRoots(le)}, leafs: map[string]*testcerts.Leaf{}}
+	t.Cleanup(func() { h.sig.Close(context.Background()) })
+	return h
+}
+
+// renew writes a new version of a lineage and returns its live dir.
+func (h *harness) renew(name string, names ...string) string {
+	l := testcerts.MustIssue(h.t, names, testcerts.Options{})
+	h.leafs[name] = l
+	return testcerts.MustLineage(h.t, h.le, name, len(h.leafs)+h.n, l)
+}
+
+func (h *harness) emit(op event.Operation, live string, names ...string) string {
+	h.t.Helper()
+	var doms map[string]map[string]string
+	if live != "" {
+		doms = hooks.LineageDomains(live, names)
+	}
+	m, err := h.checker.Check(op, doms)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.n++
+	id := fmt.Sprint("ev", h.n)
+	if err := h.sig.Emit(id, &event.Event{ID: id, Operation: op, Domains: m}); err != nil {
+		h.t.Fatal(err)
+	}
+	return id
+}
+
+func (h *harness) wait(id string) map[string]signals.Result {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := h.sig.Wait(ctx, id)
+	if err != nil {
+		h.t.Fatalf("wait %s: %v", id, err)
+	}
+	out := map[string]signals.Result{}
+	for _, r := range res {
+		out[r.Subscriber] = r
+	}
+	return out
+}
+
+// counter is a reload command that appends a line per run.
+func counter(t *testing.T, exit int) (argv []string, count func() int) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "reloads")
+	script := filepath.Join(dir, "reload.sh")
+	os.WriteFile(script, []byte(fmt.Sprintf("#!/bin/sh\necho \"$CERTBUS_OPERATION $CERTBUS_DOMAINS\" >> %s\nexit %d\n", log, exit)), 0o755)
+	return []string{script}, func() int {
+		b, _ := os.ReadFile(log)
+		return strings.Count(string(b), "\n")
+	}
+}
+
+func build(t *testing.T, a config.App, reload config.Reload) *apps.Spec {
+	t.Helper()
+	a.Pos = config.Pos{File: "test.yaml", Line: 1}
+	if a.Type == "" {
+		a.Type = "service"
+	}
+	s, err := apps.Build(&a, &apps.Env{Reload: reload, Log: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var fast = config.Reload{Debounce: config.Duration(100 * time.Millisecond), MaxDelay: config.Duration(time.Minute), Timeout: config.Duration(5 * time.Second)}
+
+func TestCoalescedRunInstallsAndReloadsOnce(t *testing.T) {
+	h := newHarness(t)
+	dest := installtest.Dir(t)
+	argv, reloads := counter(t, 0)
+	otherArgv, otherReloads := counter(t, 0)
+	web := build(t, config.App{Name: "web", Domains: []string{"a.test", "b.test", "www.a.test"},
+		Copy:   &config.Copy{Certificate: dest + "/{domain}/fullchain.pem", PrivateKey: dest + "/{domain}/privkey.pem", Owner: "65534", Group: "65534"},
+		Reload: &config.AppReload{Command: argv}}, fast)
+	combined := build(t, config.App{Name: "mail", Domains: []string{"b.test"},
+		Copy:   &config.Copy{Certificate: dest + "/mail.pem", PrivateKey: dest + "/mail.pem"},
+		Reload: &config.AppReload{Command: otherArgv}}, fast)
+	other := build(t, config.App{Name: "other", Domains: []string{"elsewhere.test"},
+		Copy: &config.Copy{Certificate: dest + "/other/{domain}.pem", PrivateKey: dest + "/other/{domain}.key"}, Reload: &config.AppReload{Command: otherArgv}}, fast)
+	if _, err := apps.NewRunner(h.sig, []*apps.Spec{web, combined, other}, apps.Options{Log: zap.NewNop()}); err != nil {
+		t.Fatal(err)
+	}
+	a := h.renew("a.test", "a.test", "www.a.test")
+	b := h.renew("b.test", "b.test")
+	pre := h.emit(event.Pre, "")
+	d1 := h.emit(event.Deploy, a, "a.test", "www.a.test")
+	d2 := h.emit(event.Deploy, b, "b.test")
+	if r := h.wait(d1)["web"]; r.Status != signals.Pending {
+		t.Errorf("deploy inside a run: %+v, want pending", r)
+	}
+	if r := h.wait(d1)["other"]; r.Status != signals.Skipped {
+		t.Errorf("other app: %+v, want skipped", r)
+	}
+	h.wait(d2)
+	if n := reloads(); n != 0 {
+		t.Fatalf("reloaded %d times before post", n)
+	}
+	post := h.emit(event.Post, "")
+	res := h.wait(post)
+	if res["web"].Status != signals.OK || res["mail"].Status != signals.OK {
+		t.Fatalf("post results: %+v", res)
+	}
+	if res["other"].Status != signals.Skipped {
+		t.Errorf("other at post: %+v", res["other"])
+	}
+	if n := reloads(); n != 1 {
+		t.Errorf("web reloaded %d times, want exactly 1", n)
+	}
+	if n := otherReloads(); n != 1 {
+		t.Errorf("mail+other reloaded %d times, want 1 (mail only)", n)
+	}
+	// The deploys' pending results were resolved by the reload.
+	if r := h.wait(d1)["web"]; r.Status != signals.OK {
+		t.Errorf("deploy result after post: %+v", r)
+	}
+	_ = pre
+	for dom, lin := range map[string]string{"a.test": "a.test", "www.a.test": "a.test", "b.test": "b.test"} {
+		l := h.leafs[lin]
+		checkFile(t, filepath.Join(dest, dom, "privkey.pem"), l.KeyPEM, 0o600, 65534)
+		checkFile(t, filepath.Join(dest, dom, "fullchain.pem"), l.FullchainPEM(), 0o644, 65534)
+	}
+	checkFile(t, filepath.Join(dest, "mail.pem"), append(append([]byte{}, h.leafs["b.test"].KeyPEM...), h.leafs["b.test"].FullchainPEM()...), 0o600, 0)
+	if _, err := os.Stat(filepath.Join(dest, "other")); !os.IsNotExist(err) {
+		t.Errorf("app for other domains wrote something: %v", err)
+	}
+}
+
+func checkFile(t *testing.T, p string, want []byte, mode os.FileMode, uid int) {
+	t.Helper()
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s: content differs", p)
+	}
+	st, _ := os.Stat(p)
+	if st.Mode().Perm() != mode {
+		t.Errorf("%s: mode %v, want %v", p, st.Mode().Perm(), mode)
+	}
+	if u := statUID(st); u != uid {
+		t.Errorf("%s: owner %d, want %d", p, u, uid)
+	}
+}
+
+func TestDebounceWithoutPre(t *testing.T) {
+	h := newHarness(t)
+	argv, reloads := counter(t, 0)
+	s := build(t, config.App{Name: "web", Domains: []string{"*"}, Reload: &config.AppReload{Command: argv}}, fast)
+	apps.NewRunner(h.sig, []*apps.Spec{s}, apps.Options{Log: zap.NewNop()})
+	a := h.renew("a.test", "a.test")
+	b := h.renew("b.test", "b.test")
+	id1 := h.emit(event.Deploy, a, "a.test")
+	h.emit(event.Deploy, b, "b.test")
+	time.Sleep(50 * time.Millisecond)
+	if reloads() != 0 {
+		t.Fatal("reloaded before the debounce")
+	}
+	waitFor(t, func() bool { return reloads() == 1 }, "one debounced reload")
+	time.Sleep(300 * time.Millisecond)
+	if n := reloads(); n != 1 {
+		t.Errorf("%d reloads, want 1", n)
+	}
+	waitFor(t, func() bool { r, _ := h.sig.Results(id1); return len(r) == 1 && r[0].Status == signals.OK }, "first deploy's result resolved to ok")
+}
+
+func TestMaxDelayWithoutPost(t *testing.T) {
+	h := newHarness(t)
+	argv, reloads := counter(t, 0)
+	r := fast
+	r.MaxDelay = config.Duration(300 * time.Millisecond)
+	s := build(t, config.App{Name: "web", Domains: []string{"*"}, Reload: &config.AppReload{Command: argv}}, r)
+	apps.NewRunner(h.sig, []*apps.Spec{s}, apps.Options{Log: zap.NewNop()})
+	h.emit(event.Pre, "")
+	h.emit(event.Deploy, h.renew("a.test", "a.test"), "a.test")
+	time.Sleep(150 * time.Millisecond)
+	if reloads() != 0 {
+		t.Fatal("reloaded inside the run before max_delay")
+	}
+	waitFor(t, func() bool { return reloads() == 1 }, "reload at max_delay though post never came")
+}
+
+func TestChainFallbackAndRollback(t *testing.T) {
+	h := newHarness(t)
+	dest := installtest.Dir(t)
+	failing, failCount := counter(t, 3)
+	working, workCount := counter(t, 0)
+	// Fallback: the first method fails, the second works.
+	s := build(t, config.App{Name: "web", Domains: []string{"a.test"}, Reload: &config.AppReload{Command: working}}, fast)
+	s.Reloaders = append([]apps.Reloader{&apps.CommandReloader{Argv: failing}}, s.Reloaders...)
+	// Rollback: verification never sees the new leaf.
+	s2 := build(t, config.App{Name: "stuck", Domains: []string{"a.test"},
+		Copy: &config.Copy{Certificate: dest + "/cert.pem", PrivateKey: dest + "/key.pem"}, Reload: &config.AppReload{Command: working},
+		Verify: &config.Verify{Address: "127.0.0.1:1"}}, fast)
+	oldKey, oldCert := []byte("old key\n"), []byte("old cert\n")
+	os.WriteFile(dest+"/key.pem", oldKey, 0o640)
+	os.WriteFile(dest+"/cert.pem", oldCert, 0o644)
+	verifier := func(ctx context.Context, v apps.VerifySpec, sni, fp string) error {
+		return errors.New("served leaf is the old one")
+	}
+	apps.NewRunner(h.sig, []*apps.Spec{s, s2}, apps.Options{Log: zap.NewNop(), Verify: verifier})
+	h.emit(event.Pre, "")
+	h.emit(event.Deploy, h.renew("a.test", "a.test"), "a.test")
+	res := h.wait(h.emit(event.Post, ""))
+	// web has no verify spec: the verifier is not consulted.
+	if res["web"].Status != signals.OK || !strings.Contains(res["web"].Message, working[0]) {
+		t.Errorf("web: %+v", res["web"])
+	}
+	if res["stuck"].Status != signals.Failed || !strings.Contains(res["stuck"].Message, "restored") {
+		t.Errorf("stuck: %+v", res["stuck"])
+	}
+	if failCount() != 1 {
+		t.Errorf("failing method ran %d times", failCount())
+	}
+	// web: 1 (after the failing one); stuck: 1 try + 1 reload after restore.
+	if workCount() != 3 {
+		t.Errorf("working method ran %d times, want 3", workCount())
+	}
+	checkFile(t, dest+"/key.pem", oldKey, 0o640, 0)
+	checkFile(t, dest+"/cert.pem", oldCert, 0o644, 0)
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		a    config.App
+		want string
+	}{
+		{config.App{Name: "x", Type: "nope", Domains: []string{"*"}}, "unknown type"},
+		{config.App{Name: "x", Type: "service"}, "no domains"},
+		{config.App{Name: "x", Type: "service", Domains: []string{"*"}, Copy: &config.Copy{Certificate: "/a", Owner: "no-such-user-xyz"}}, "copy.owner"},
+	} {
+		tc.a.Pos = config.Pos{File: "f.yaml", Line: 7}
+		_, err := apps.Build(&tc.a, &apps.Env{Log: zap.NewNop()})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "f.yaml:7") {
+			t.Errorf("%+v: err = %v, want %q with file:line", tc.a, err, tc.want)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
