@@ -42,10 +42,10 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("bad duration %q (use e.g. 2s, 10m)", s)
+		return fmt.Errorf("line %d: bad duration %q (use e.g. 2s, 10m)", n.Line, s)
 	}
 	if v < 0 {
-		return fmt.Errorf("negative duration %q", s)
+		return fmt.Errorf("line %d: negative duration %q", n.Line, s)
 	}
 	*d = Duration(v)
 	return nil
