@@ -207,21 +207,40 @@ func (s *Server) checkCaller(sender dbus.Sender) *dbus.Error {
 		s.log.Warn("caller check failed", zap.String("sender", string(sender)), zap.Error(err))
 		return dbus.NewError(ErrAccessDenied, []any{"cannot identify the caller"})
 	}
-	if err := s.allowed(uid); err != nil {
+	// Group membership as the bus itself sees it (the caller's groups when it
+	// connected, SO_PEERGROUPS), so the daemon and the policy agree.
+	var creds map[string]dbus.Variant
+	var gids []uint32
+	if s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionCredentials", 0, string(sender)).Store(&creds) == nil {
+		if v, ok := creds["UnixGroupIDs"]; ok {
+			gids, _ = v.Value().([]uint32)
+		}
+	}
+	if err := s.allowed(uid, gids); err != nil {
 		s.log.Warn("caller refused", zap.String("sender", string(sender)), zap.Uint32("uid", uid), zap.Error(err))
 		return dbus.NewError(ErrAccessDenied, []any{err.Error()})
 	}
 	return nil
 }
 
-func (s *Server) allowed(uid uint32) error {
+func (s *Server) allowed(uid uint32, gids []uint32) error {
 	if uid == 0 {
 		return nil
 	}
 	p := s.policy.Load()
 	name, groups, err := s.lookupUser(uid)
 	if err != nil {
-		return fmt.Errorf("uid %d is not allowed to call certbus (unknown user: %v)", uid, err)
+		name = strconv.FormatUint(uint64(uid), 10)
+	}
+	if gids != nil {
+		// The bus told us the caller's groups: trust them over the
+		// user database.
+		groups = groups[:0]
+		for _, gid := range gids {
+			if g, err := user.LookupGroupId(strconv.FormatUint(uint64(gid), 10)); err == nil {
+				groups = append(groups, g.Name)
+			}
+		}
 	}
 	for _, u := range p.AllowedUsers {
 		if u == name || u == strconv.FormatUint(uint64(uid), 10) {

@@ -1,16 +1,101 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/certbus/certbus/bus"
+	"github.com/certbus/certbus/hooks"
+	"github.com/certbus/certbus/internal/config"
 )
 
+type hookOptions struct {
+	g       *globalOptions
+	wait    bool
+	timeout time.Duration
+}
+
 func newHookCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use: "hook",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("hook is not implemented yet")
-		},
+	o := &hookOptions{g: g}
+	c := &cobra.Command{
+		Use:   "hook pre|post|deploy",
+		Short: "certbot hook: tell the daemon about a renewal (reads certbot's environment)",
+		Long: `Run by certbot from renewal-hooks/{pre,post,deploy}/50-certbus (see install-hooks).
+deploy reads RENEWED_LINEAGE and RENEWED_DOMAINS; pre and post carry no domains.
+
+Exit codes: 0 delivered (or spooled for the daemon, with a warning);
+2 usage or missing environment (nothing sent); 3 refused by the daemon;
+4 with --wait, an app failed; 1 anything else.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error { return o.run(c.Context(), args[0]) },
 	}
+	c.Flags().BoolVar(&o.wait, "wait", false, "wait for the apps; exit 4 if any failed")
+	c.Flags().DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up after this long")
+	return c
+}
+
+func (o *hookOptions) run(ctx context.Context, kind string) error {
+	domains, err := hooks.Certbot(kind, os.Getenv)
+	if err != nil {
+		return withCode(exitUsage, err, "")
+	}
+	return o.send(ctx, kind, domains)
+}
+
+// stateDir finds the spool's home from the config; a missing or broken
+// config falls back to the default rather than losing the event.
+func (o *hookOptions) stateDir() (string, error) {
+	cfg, err := config.Load(o.g.config)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return config.DefaultStateDir, nil
+		}
+		return config.DefaultStateDir, err
+	}
+	return cfg.StateDir, nil
+}
+
+func (o *hookOptions) send(ctx context.Context, kind string, domains hooks.Domains) error {
+	stateDir, cfgErr := o.stateDir()
+	d, err := hooks.Send(ctx, hooks.SendOptions{Bus: o.g.bus, StateDir: stateDir, Wait: o.wait, Timeout: o.timeout}, kind, domains)
+	var rej *bus.RejectedError
+	switch {
+	case errors.As(err, &rej):
+		hint := "check the certificate files and `journalctl -u certbus`"
+		if rej.Name == bus.ErrAccessDenied {
+			hint = "run the hook as root, or add the user to allowed_groups/allowed_users in the certbus config"
+		}
+		return withCode(exitRejected, fmt.Errorf("the daemon refused the %s event: %s", kind, rej.Message), hint)
+	case err != nil && d == nil:
+		return withCode(exitError, fmt.Errorf("%s event not delivered: %w", kind, err), "is certbus.service running? `systemctl status certbus`")
+	case err != nil:
+		return withCode(exitError, fmt.Errorf("%s event %s delivered, but: %w", kind, d.EventID, err), "")
+	}
+	if d.Spooled != "" {
+		fmt.Fprintf(o.g.stderr, "certbus: warning: %v\n", d.Reason)
+		if cfgErr != nil {
+			fmt.Fprintf(o.g.stderr, "certbus: warning: config: %v (spooled under the default state dir)\n", cfgErr)
+		}
+		fmt.Fprintf(o.g.stderr, "certbus: warning: %s event spooled to %s; the daemon replays it when it starts (systemctl start certbus)\n", kind, d.Spooled)
+		return nil
+	}
+	fmt.Fprintf(o.g.stdout, "certbus: %s event %s delivered\n", kind, d.EventID)
+	for _, r := range d.Results {
+		fmt.Fprintf(o.g.stdout, "certbus: %s: %s: %s\n", r.App, r.Status, r.Message)
+	}
+	if failed := d.Failed(); len(failed) > 0 {
+		var names []string
+		for _, r := range failed {
+			names = append(names, r.App)
+		}
+		return withCode(exitAppFail, fmt.Errorf("app(s) failed for event %s: %s", d.EventID, strings.Join(names, ", ")),
+			"see the messages above and `journalctl -u certbus`")
+	}
+	return nil
 }

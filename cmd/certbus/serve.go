@@ -1,16 +1,70 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/certbus/certbus/bus"
+
 )
 
+type serveOptions struct {
+	g        *globalOptions
+	logLevel string
+}
+
 func newServeCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use: "serve",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("serve is not implemented yet")
-		},
+	o := &serveOptions{g: g}
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the certbus daemon (owns org.certbus.Dispatcher1 on the bus)",
+		Args:  cobra.NoArgs,
+		RunE:  func(c *cobra.Command, _ []string) error { return o.run(c.Context()) },
 	}
+	c.Flags().StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	return c
+}
+
+func (o *serveOptions) run(ctx context.Context) error {
+	log, err := newLogger(o.g.stderr, o.logLevel)
+	if err != nil {
+		return withCode(exitUsage, err, "")
+	}
+	defer func() { _ = log.Sync() }()
+	d, err := newDaemon(daemonOptions{ConfigPath: o.g.config, Bus: o.g.bus, Log: log})
+	if err != nil {
+		return withCode(exitError, err, "fix the config and run `certbus serve` again")
+	}
+	// OS signals become context cancellation (SIGTERM, SIGINT) and config
+	// reloads (SIGHUP); nothing below this command sees a signal.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				d.Reload()
+			}
+		}
+	}()
+	if err := d.Run(ctx); err != nil {
+		if errors.Is(err, bus.ErrNotPrimaryOwner) {
+			return withCode(exitError, err, "another certbus serve owns the name; stop it first (systemctl stop certbus)")
+		}
+		return err
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return d.Shutdown(shutdown)
 }

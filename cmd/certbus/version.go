@@ -1,16 +1,23 @@
 package main
 
 import (
-	"errors"
+	"fmt"
+	"runtime"
 
 	"github.com/spf13/cobra"
 )
 
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
 func newVersionCmd(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
-		Use: "version",
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return errors.New("version is not implemented yet")
+			_, err := fmt.Fprintf(g.stdout, "certbus %s (%s)\n", version, runtime.Version())
+			return err
 		},
 	}
 }
