@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/certbus/certbus/bus"
-
 )
 
 type serveOptions struct {
