@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # build-deb.sh VERSION OUTDIR: build the certbus Debian package with dpkg-deb.
 #
 # Builds the binary, generates man pages and shell completions by running it,
@@ -10,7 +10,9 @@
 # cross-builds and runs a host binary for the generated files),
 # SOURCE_DATE_EPOCH (default: the last commit's time, for reproducible
 # archives), CERTBUS_DEB_MAINTAINER (the Maintainer field).
-set -euo pipefail
+#
+# POSIX sh: the Makefile runs it as `sh scripts/build-deb.sh`.
+set -eu
 
 usage() {
 	echo "usage: $0 VERSION OUTDIR   (e.g. $0 0.1.0 dist)" >&2
@@ -35,10 +37,15 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 pkgsrc=$repo/packaging
 
 # Debian versions start with a digit and use no '-' (a native package has no
-# revision): v1.2.3 -> 1.2.3, 1.2.3-4-gabc -> 1.2.3+4+gabc, abc1234 -> 0~abc1234.
-debversion=${version#v}
-debversion=${debversion//-/+}
-debversion=$(printf '%s' "$debversion" | tr -c 'A-Za-z0-9.+~\n' '.')
+# revision): v1.2.3 -> 1.2.3, 1.2.3-4-gabc -> 1.2.3+4+gabc. A bare commit
+# (`git describe --always` without tags: 8841803, 8841803-dirty) sorts
+# before any release: 0~git8841803+dirty.
+if printf '%s\n' "$version" | grep -Eq '^[0-9a-f]{7,40}(-dirty)?$'; then
+	version_base=git$version
+else
+	version_base=${version#v}
+fi
+debversion=$(printf '%s' "$version_base" | tr -- '-' '+' | tr -c 'A-Za-z0-9.+~' '.')
 case $debversion in
 [0-9]*) ;;
 *) debversion=0~$debversion ;;
@@ -103,7 +110,7 @@ f 0644 "$pkgsrc/certbus.yaml" /etc/certbus/certbus.yaml
 
 # Shell completions: cobra's built-in `completion` command.
 gen_completion() { # shell destination
-	local out=$work/completion.$1
+	out=$work/completion.$1
 	"$genbin" completion "$1" >"$out" || die "\`certbus completion $1\` failed"
 	[ -s "$out" ] || die "\`certbus completion $1\` printed nothing"
 	d "$(dirname "$2")"
@@ -190,7 +197,7 @@ for path in /usr/bin/certbus /lib/systemd/system/certbus.service \
 	/etc/letsencrypt/renewal-hooks/deploy/50-certbus /etc/certbus/certbus.yaml /etc/certbus/apps.d/ \
 	/usr/share/bash-completion/completions/certbus /usr/share/zsh/vendor-completions/_certbus \
 	/usr/share/fish/vendor_completions.d/certbus.fish; do
-	grep -q " \.$path\$" <<<"$listing" || die "$deb lacks $path"
+	printf '%s\n' "$listing" | grep -q " \.$path\$" || die "$deb lacks $path"
 done
 if command -v lintian >/dev/null 2>&1; then
 	lintian --no-tag-display-limit "$deb" >&2 || log "lintian reported problems (above); not fatal"
