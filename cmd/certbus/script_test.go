@@ -79,3 +79,5 @@ func TestScript(t *testing.T) {
 		},
 	})
 }
+
+func execCommand(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
