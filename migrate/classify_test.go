@@ -17,13 +17,13 @@ func TestLegacyReason(t *testing.T) {
 		{"/usr/share/plinth/actions/letsencrypt run_renew_hooks --modules matrixsynapse --domain example.org", ReasonPlinth},
 		{"/usr/share/plinth/actions/letsencrypt run_renew_hooks --domain=example.org --modules", ReasonPlinth},
 		{"letsencrypt run_renew_hooks --domain example.org", ReasonPlinth},
-		{"/usr/share/plinth/actions/letsencrypt run_renew_hooks", ""},                                  // no domain
-		{"/usr/share/plinth/actions/letsencrypt run_renew_hooks --domain", ""},                         // no value
-		{"/usr/share/plinth/actions/letsencrypt run_renew_hooks --domain a --domain b", ""},            // twice
-		{"/usr/share/plinth/actions/letsencrypt setup --domain example.org", ""},                       // other action
-		{"/usr/share/plinth/actions/letsencrypt run_renew_hooks --domain a --force", ""},               // unknown flag
-		{"/usr/share/plinth/actions/letsencrypt run_renew_hooks --domain a; systemctl reload x", ""},   // compound
-		{"/usr/share/plinth/actions/letsencrypt-old run_renew_hooks --domain example.org", ""},         // another program
+		{"/usr/share/plinth/actions/letsencrypt run_renew_hooks", ""},                                // no domain
+		{"/usr/share/plinth/actions/letsencrypt run_renew_hooks --domain", ""},                       // no value
+		{"/usr/share/plinth/actions/letsencrypt run_renew_hooks --domain a --domain b", ""},          // twice
+		{"/usr/share/plinth/actions/letsencrypt setup --domain example.org", ""},                     // other action
+		{"/usr/share/plinth/actions/letsencrypt run_renew_hooks --domain a --force", ""},             // unknown flag
+		{"/usr/share/plinth/actions/letsencrypt run_renew_hooks --domain a; systemctl reload x", ""}, // compound
+		{"/usr/share/plinth/actions/letsencrypt-old run_renew_hooks --domain example.org", ""},       // another program
 		{"/usr/share/plinth/actions/letsencrypt run_renew_hooks --domain example.org # comment", ReasonPlinth},
 		{"certbot renew", ""},
 
