@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -239,7 +240,7 @@ func scan(data []byte) (*scanResult, error) {
 func plainValue(raw string) (value string, list bool, err error) {
 	m := reValue.FindStringSubmatchIndex(raw)
 	if m == nil {
-		return "", false, fmt.Errorf("badly quoted value or invalid list: %s", raw)
+		return "", false, fmt.Errorf("badly quoted value or invalid list: %s", clip(raw))
 	}
 	group := func(n int) (string, bool) {
 		if m[2*n] < 0 {
@@ -258,7 +259,7 @@ func plainValue(raw string) (value string, list bool, err error) {
 	var items []string
 	for _, it := range reListItem.FindAllStringSubmatch(listPart, -1) {
 		if it[1] == "" {
-			return "", false, fmt.Errorf("empty item in list value: %s", raw)
+			return "", false, fmt.Errorf("empty item in list value: %s", clip(raw))
 		}
 		items = append(items, unquote(it[1]))
 	}
@@ -266,6 +267,16 @@ func plainValue(raw string) (value string, list bool, err error) {
 		items = append(items, unquote(last))
 	}
 	return strings.Join(items, ","), true, nil
+}
+
+// clip quotes a value for an error message, shortened to keep the message
+// on one readable line.
+func clip(s string) string {
+	const n = 60
+	if utf8.RuneCountInString(s) > n {
+		s = string([]rune(s)[:n]) + "..."
+	}
+	return strconv.Quote(s)
 }
 
 // tripleQuoted reads a value opened with q on line i, which may close on a
