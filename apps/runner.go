@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -114,6 +115,9 @@ type appRunner struct {
 
 // handle is the app's subscriber.
 func (a *appRunner) handle(ctx context.Context, ev *event.Event) (signals.Status, string) {
+	if len(ev.Only) > 0 && !slices.Contains(ev.Only, a.spec.Name) {
+		return signals.Skipped, "catch-up for other apps"
+	}
 	a.run.Lock()
 	defer a.run.Unlock()
 	switch ev.Operation {

@@ -78,13 +78,20 @@ func classify(bus string, err error) error {
 	if errors.As(err, &dep) {
 		de = *dep
 	} else if !errors.As(err, &de) {
+		if errors.Is(err, dbus.ErrClosed) {
+			return &UnreachableError{Bus: bus, Err: err}
+		}
 		return err
 	}
 	msg := de.Error()
 	switch de.Name {
 	case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner",
 		"org.freedesktop.DBus.Error.Spawn.ServiceNotFound", "org.freedesktop.DBus.Error.Spawn.ChildExited",
-		"org.freedesktop.DBus.Error.Spawn.Failed", "org.freedesktop.systemd1.NoSuchUnit":
+		"org.freedesktop.DBus.Error.Spawn.Failed", "org.freedesktop.systemd1.NoSuchUnit",
+		// The daemon died mid-call: it may or may not have journaled the
+		// event. Spooling it again is safe (a deploy is idempotent); losing
+		// it is not.
+		"org.freedesktop.DBus.Error.NoReply", "org.freedesktop.DBus.Error.Disconnected":
 		return &UnreachableError{Bus: bus, Err: errors.New(msg)}
 	case ErrInvalidArgument, ErrAccessDenied, ErrUnknownEvent:
 		return &RejectedError{Name: de.Name, Message: msg}

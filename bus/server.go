@@ -50,6 +50,10 @@ type Server struct {
 	// tests.
 	lookupUser func(uid uint32) (string, []string, error)
 
+	// History answers Wait for events the signal no longer knows (before
+	// a restart); nil: none.
+	History func(id string) ([]Result, bool)
+
 	mu      sync.Mutex // serialises accept: journal order = emit order
 	seq     uint64
 	closing atomic.Bool
@@ -98,9 +102,15 @@ func (s *Server) Stop() {
 	_, _ = s.conn.ReleaseName(Name)
 }
 
+// AcceptOptions mark events the daemon makes itself.
+type AcceptOptions struct {
+	Replay bool     // from the spool or catch-up
+	Only   []string // apps the event is for; empty: all
+}
+
 // Accept validates, journals and emits an event from inside the daemon
 // (spool replay and catch-up use it); Notify calls it after the caller check.
-func (s *Server) Accept(op event.Operation, domains map[string]map[string]string, replay bool) (*event.Event, error) {
+func (s *Server) Accept(op event.Operation, domains map[string]map[string]string, o AcceptOptions) (*event.Event, error) {
 	p := s.policy.Load()
 	mat, err := p.Checker.Check(op, domains)
 	if err != nil {
@@ -112,7 +122,7 @@ func (s *Server) Accept(op event.Operation, domains map[string]map[string]string
 		return nil, errors.New("daemon is shutting down")
 	}
 	s.seq++
-	ev := &event.Event{ID: newID(s.seq), Operation: op, Time: time.Now().UTC(), Domains: mat, Replay: replay}
+	ev := &event.Event{ID: newID(s.seq), Operation: op, Time: time.Now().UTC(), Domains: mat, Replay: o.Replay, Only: o.Only}
 	if err := s.journal.Append(journal.FromEvent(ev)); err != nil {
 		return nil, fmt.Errorf("journal event: %w", err)
 	}
@@ -120,7 +130,7 @@ func (s *Server) Accept(op event.Operation, domains map[string]map[string]string
 		return nil, fmt.Errorf("emit event: %w", err)
 	}
 	s.log.Info("event accepted", zap.String("event", ev.ID), zap.String("operation", string(op)),
-		zap.Strings("domains", ev.DomainNames()), zap.Bool("replay", replay))
+		zap.Strings("domains", ev.DomainNames()), zap.Bool("replay", o.Replay), zap.Strings("only", o.Only))
 	if err := s.conn.Emit(Path, Interface+".CertificateEvent", ev.ID, string(op), signalDomains(ev)); err != nil {
 		s.log.Warn("emit CertificateEvent", zap.String("event", ev.ID), zap.Error(err))
 	}
@@ -157,7 +167,7 @@ func (o *object) Notify(sender dbus.Sender, operation string, domains map[string
 	if derr := s.checkCaller(sender); derr != nil {
 		return "", derr
 	}
-	ev, err := s.Accept(event.Operation(operation), domains, false)
+	ev, err := s.Accept(event.Operation(operation), domains, AcceptOptions{})
 	if err != nil {
 		if certs.IsInvalid(err) {
 			s.log.Warn("event refused", zap.String("sender", string(sender)), zap.String("operation", operation), zap.Error(err))
@@ -182,6 +192,11 @@ func (o *object) Wait(sender dbus.Sender, id string, timeoutMS uint32) ([]Result
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	res, err := s.signal.Wait(ctx, id)
+	if errors.Is(err, signals.ErrUnknownEvent) && s.History != nil {
+		if out, ok := s.History(id); ok {
+			return out, nil
+		}
+	}
 	if errors.Is(err, signals.ErrUnknownEvent) {
 		return nil, dbus.NewError(ErrUnknownEvent, []any{fmt.Sprintf("unknown event %q (never seen, or forgotten since)", id)})
 	}

@@ -6,8 +6,13 @@
 package hooks
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -72,4 +77,56 @@ func LineageDomains(lineage string, names []string) Domains {
 		}
 	}
 	return out
+}
+
+// Lineage is a certbot lineage found on disk.
+type Lineage struct {
+	Dir   string   // live/<name>
+	Names []string // the leaf's DNS names, lower-case
+	// Fingerprint is the hex SHA-256 of the leaf in cert.pem.
+	Fingerprint string
+}
+
+// ScanLineages lists the lineages under <letsencryptDir>/live with the leaf
+// each serves now. A lineage whose cert.pem does not parse is reported in
+// the error list and skipped.
+func ScanLineages(letsencryptDir string) ([]Lineage, []error) {
+	live := filepath.Join(letsencryptDir, "live")
+	ents, err := os.ReadDir(live)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, []error{fmt.Errorf("scan lineages: %w", err)}
+	}
+	var out []Lineage
+	var errs []error
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue // README
+		}
+		dir := filepath.Join(live, e.Name())
+		data, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("lineage %s: %w", dir, err))
+			continue
+		}
+		block, _ := pem.Decode(data)
+		if block == nil {
+			errs = append(errs, fmt.Errorf("lineage %s: cert.pem holds no PEM block", dir))
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("lineage %s: %w", dir, err))
+			continue
+		}
+		sum := sha256.Sum256(c.Raw)
+		l := Lineage{Dir: dir, Fingerprint: hex.EncodeToString(sum[:])}
+		for _, n := range c.DNSNames {
+			l.Names = append(l.Names, strings.ToLower(n))
+		}
+		out = append(out, l)
+	}
+	return out, errs
 }

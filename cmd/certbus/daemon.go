@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 	"sync"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 	"go.uber.org/zap"
@@ -13,6 +15,7 @@ import (
 	_ "github.com/certbus/certbus/apps/all" // register the built-in app types
 	"github.com/certbus/certbus/bus"
 	"github.com/certbus/certbus/hooks"
+	"github.com/certbus/certbus/internal/applied"
 	"github.com/certbus/certbus/internal/certs"
 	"github.com/certbus/certbus/internal/config"
 	"github.com/certbus/certbus/internal/event"
@@ -38,6 +41,7 @@ type daemon struct {
 	journal *journal.Journal
 	server  *bus.Server
 	units   *unitControl
+	applied *applied.Store
 
 	mu     sync.Mutex // guards runner and cfg across SIGHUP
 	runner *apps.Runner
@@ -91,6 +95,9 @@ func (d *daemon) Run(ctx context.Context) error {
 	if d.journal, err = journal.Open(d.cfg.StateDir); err != nil {
 		return err
 	}
+	if d.applied, err = applied.Open(d.cfg.StateDir); err != nil {
+		return err
+	}
 	if d.conn, err = bus.Connect(d.opts.Bus); err != nil {
 		return err
 	}
@@ -108,32 +115,147 @@ func (d *daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.server = bus.NewServer(d.conn, d.signal, d.journal, policy(d.cfg), d.log.Named("bus"))
+	d.server.History = d.history
 	if err := d.server.Start(); err != nil {
 		return err
 	}
 	d.log.Info("serving", zap.String("name", bus.Name), zap.String("bus", d.opts.Bus),
 		zap.String("config", d.opts.ConfigPath), zap.Int("apps", len(specs)))
-	d.replaySpool()
+	// Spool first, then catch-up: the spooled run's reloads are recorded
+	// before the lineages are compared, so nothing is done twice.
+	last := d.replaySpool()
+	d.waitFor(ctx, last)
+	d.catchUp(ctx)
 	<-ctx.Done()
 	return nil
 }
 
+// waitFor waits (bounded) until event id is processed by every app.
+func (d *daemon) waitFor(ctx context.Context, id string) {
+	if id == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Duration(d.cfg.Reload.Timeout))
+	defer cancel()
+	_, _ = d.signal.Wait(ctx, id)
+}
+
+// history answers Wait for an event from before a restart, from the journal.
+func (d *daemon) history(id string) ([]bus.Result, bool) {
+	entries, err := d.journal.Recent(journalHistory)
+	if err != nil {
+		return nil, false
+	}
+	for _, e := range entries {
+		if e.ID != id {
+			continue
+		}
+		var out []bus.Result
+		for app, r := range e.Results {
+			out = append(out, bus.Result{App: app, Status: r.Status, Message: r.Message})
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].App < out[j].App })
+		return out, true
+	}
+	return nil, false
+}
+
+// journalHistory is how many journaled events Wait can still answer for.
+const journalHistory = 2000
+
+// catchUp compares every lineage with what each app last applied and
+// replays, as one pre..post run, the deploys the apps missed while the
+// daemon was down: one reload per app.
+func (d *daemon) catchUp(ctx context.Context) {
+	start := time.Now()
+	// certbot's layout only: source_dirs hold other clients' stores, whose
+	// renewals reach certbus through their own hooks.
+	lineages, errs := hooks.ScanLineages(d.cfg.LetsencryptDir)
+	for _, err := range errs {
+		d.log.Warn("catch-up", zap.Error(err))
+	}
+	d.mu.Lock()
+	specs := d.runner.Specs()
+	d.mu.Unlock()
+	type deploy struct {
+		dir   string
+		names []string
+		apps  []string
+	}
+	var todo []deploy
+	targets := map[string]bool{}
+	for _, l := range lineages {
+		dep := deploy{dir: l.Dir}
+		names := map[string]bool{}
+		for _, s := range specs {
+			missed := false
+			for _, n := range l.Names {
+				if !s.Serves(n) {
+					continue
+				}
+				if r, ok := d.applied.Get(s.Name, n); !ok || r.Fingerprint != l.Fingerprint {
+					missed = true
+					names[n] = true
+				}
+			}
+			if missed {
+				dep.apps = append(dep.apps, s.Name)
+				targets[s.Name] = true
+			}
+		}
+		if len(dep.apps) == 0 {
+			continue
+		}
+		for n := range names {
+			dep.names = append(dep.names, n)
+		}
+		sort.Strings(dep.names)
+		todo = append(todo, dep)
+	}
+	d.log.Info("catch-up scan", zap.Int("lineages", len(lineages)), zap.Int("missed", len(todo)), zap.Duration("took", time.Since(start)))
+	if len(todo) == 0 || ctx.Err() != nil {
+		return
+	}
+	var only []string
+	for a := range targets {
+		only = append(only, a)
+	}
+	sort.Strings(only)
+	opts := bus.AcceptOptions{Replay: true, Only: only}
+	if _, err := d.server.Accept(event.Pre, nil, opts); err != nil {
+		d.log.Error("catch-up", zap.Error(err))
+		return
+	}
+	for _, dep := range todo {
+		o := bus.AcceptOptions{Replay: true, Only: dep.apps}
+		if _, err := d.server.Accept(event.Deploy, hooks.LineageDomains(dep.dir, dep.names), o); err != nil {
+			d.log.Error("catch-up deploy refused", zap.String("lineage", dep.dir), zap.Error(err))
+		}
+	}
+	if _, err := d.server.Accept(event.Post, nil, opts); err != nil {
+		d.log.Error("catch-up", zap.Error(err))
+	}
+}
+
 func (d *daemon) runnerOptions() apps.Options {
 	return apps.Options{
-		Log:    d.log,
-		Verify: verifyLeaf,
+		Log:      d.log,
+		Verify:   verifyLeaf,
+		Recorder: recorder{d.applied},
 	}
 }
 
 // replaySpool takes the events hooks spooled while the daemon was away, in
 // order, deleting each file once its event is journaled.
-func (d *daemon) replaySpool() {
+// It returns the id of the last event replayed.
+func (d *daemon) replaySpool() string {
 	evs, errs := hooks.ReadSpool(d.cfg.StateDir)
 	for _, err := range errs {
 		d.log.Error("spool", zap.Error(err))
 	}
+	last := ""
 	for _, s := range evs {
-		ev, err := d.server.Accept(event.Operation(s.Operation), s.Domains, true)
+		ev, err := d.server.Accept(event.Operation(s.Operation), s.Domains, bus.AcceptOptions{Replay: true})
 		if err != nil {
 			// A spooled event the daemon refuses now (an expired or
 			// replaced certificate) would be refused forever: set it
@@ -146,7 +268,9 @@ func (d *daemon) replaySpool() {
 			d.log.Warn("remove replayed spool file", zap.String("file", s.File), zap.Error(err))
 		}
 		d.log.Info("replayed spooled event", zap.String("event", ev.ID), zap.String("file", s.File))
+		last = ev.ID
 	}
+	return last
 }
 
 // Reload re-reads the config (SIGHUP). A bad config is refused and logged
@@ -249,4 +373,11 @@ func (a unitAdapter) Run(ctx context.Context, unit, mode string) error {
 
 func verifyLeaf(ctx context.Context, v apps.VerifySpec, serverName, fingerprint string) error {
 	return verify.Expect(ctx, verify.Target{Address: v.Address, ServerName: serverName, StartTLS: v.StartTLS}, fingerprint, 200e6)
+}
+
+// recorder keeps what each app applied, for catch-up and status.
+type recorder struct{ s *applied.Store }
+
+func (r recorder) Applied(app, domain string, m *event.Material) error {
+	return r.s.Set(app, domain, applied.Record{Fingerprint: m.Fingerprint, NotAfter: m.NotAfter, Lineage: m.Paths[event.KeyLineage], Time: time.Now().UTC()})
 }

@@ -66,6 +66,9 @@ type Event struct {
 	Domains map[string]*Material `json:"domains"`
 	// Replay marks an event replayed from the spool or from catch-up.
 	Replay bool `json:"replay,omitempty"`
+	// Only, when set, names the apps the event is for (catch-up replays a
+	// renewal only to the apps that missed it); the others skip it.
+	Only []string `json:"only,omitempty"`
 }
 
 // DomainNames returns the event's domains in sorted order.

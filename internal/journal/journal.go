@@ -27,6 +27,7 @@ type Entry struct {
 	Time      time.Time               `json:"time"`
 	Domains   map[string]EntryDomain  `json:"domains,omitempty"`
 	Replay    bool                    `json:"replay,omitempty"`
+	Only      []string                `json:"only,omitempty"`
 	Results   map[string]EntryOutcome `json:"results,omitempty"`
 }
 
@@ -81,7 +82,7 @@ func (j *Journal) open() error {
 
 // FromEvent makes the journal entry of an event.
 func FromEvent(e *event.Event) Entry {
-	en := Entry{ID: e.ID, Operation: e.Operation, Time: e.Time, Replay: e.Replay}
+	en := Entry{ID: e.ID, Operation: e.Operation, Time: e.Time, Replay: e.Replay, Only: e.Only}
 	if len(e.Domains) > 0 {
 		en.Domains = make(map[string]EntryDomain, len(e.Domains))
 		for d, m := range e.Domains {

@@ -1,0 +1,112 @@
+// Package applied remembers, per app and domain, which certificate the app
+// last applied successfully (installed and, where it reloads, reloaded and
+// verified). The daemon compares it with the lineages at start to catch up
+// on renewals it missed, and status reports it. One small JSON file, written
+// atomically after every change.
+package applied
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Record is what an app applied for a domain.
+type Record struct {
+	Fingerprint string    `json:"fingerprint"`
+	NotAfter    time.Time `json:"not_after"`
+	Lineage     string    `json:"lineage,omitempty"`
+	Time        time.Time `json:"time"`
+}
+
+// Store is the file <state_dir>/applied.json. Safe for concurrent use.
+type Store struct {
+	path string
+	mu   sync.Mutex
+	m    map[string]map[string]Record // app -> domain -> record
+}
+
+// Open loads the store; a missing file is an empty store. A corrupt file is
+// an error naming it: catch-up would otherwise redo everything silently.
+func Open(stateDir string) (*Store, error) {
+	s := &Store{path: filepath.Join(stateDir, "applied.json"), m: map[string]map[string]Record{}}
+	data, err := os.ReadFile(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read applied state: %w", err)
+	}
+	if err := json.Unmarshal(data, &s.m); err != nil {
+		return nil, fmt.Errorf("applied state %s is corrupt (%v): move it aside to let catch-up redeploy everything", s.path, err)
+	}
+	return s, nil
+}
+
+// Get returns the record of app for domain.
+func (s *Store) Get(app, domain string) (Record, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.m[app][domain]
+	return r, ok
+}
+
+// Set records and persists what app applied for domain.
+func (s *Store) Set(app, domain string, r Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[app] == nil {
+		s.m[app] = map[string]Record{}
+	}
+	if old, ok := s.m[app][domain]; ok && old.Fingerprint == r.Fingerprint {
+		return nil
+	}
+	s.m[app][domain] = r
+	return s.save()
+}
+
+// All returns a copy of every record.
+func (s *Store) All() map[string]map[string]Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]map[string]Record, len(s.m))
+	for a, ds := range s.m {
+		out[a] = make(map[string]Record, len(ds))
+		for d, r := range ds {
+			out[a][d] = r
+		}
+	}
+	return out
+}
+
+func (s *Store) save() error {
+	data, err := json.MarshalIndent(s.m, "", " ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(s.path), ".applied-*.tmp")
+	if err != nil {
+		return fmt.Errorf("save applied state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err = tmp.Write(data); err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), s.path)
+	}
+	if err != nil {
+		return fmt.Errorf("save applied state: %w", err)
+	}
+	return nil
+}
