@@ -127,8 +127,10 @@ func analyze(data []byte, all bool) (*edit, error) {
 }
 
 // Run migrates every *.conf file in <LetsencryptDir>/renewal. The error is
-// for the directory as a whole; per-file errors are in the Report, and a
-// file with an error is never written.
+// for the directory as a whole (ErrCertbotRunning when certbot holds its
+// lock); per-file errors are in the Report, and a file with an error is
+// never written. Unless DryRun, Run holds certbot's own lock on
+// LetsencryptDir while it works, so certbot cannot run meanwhile.
 func Run(opts Options) (*Report, error) {
 	dir := filepath.Join(opts.LetsencryptDir, "renewal")
 	entries, err := os.ReadDir(dir)
@@ -144,6 +146,13 @@ func Run(opts Options) (*Report, error) {
 		}
 	}
 	sort.Strings(names)
+	if !opts.DryRun && len(names) > 0 {
+		release, err := certbotLock(opts.LetsencryptDir)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	for _, n := range names {
 		r.Files = append(r.Files, migrateFile(filepath.Join(dir, n), opts))
 	}

@@ -451,3 +451,67 @@ func TestRunMissingDir(t *testing.T) {
 		t.Errorf("got %v, want a not-exist error", err)
 	}
 }
+
+// TestRunHonoursCertbotLock holds the lock the way certbot itself does, in
+// another process, with certbot's own lock module.
+func TestRunHonoursCertbotLock(t *testing.T) {
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import certbot._internal.lock").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("certbot's python modules are needed: %v", err)
+		}
+		t.Skipf("certbot's python modules not available: %v", err)
+	}
+	le := t.TempDir()
+	dir := filepath.Join(le, "renewal")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "example.org.conf")
+	orig := readTestdata(t, "certbot-certbus.conf")
+	if err := os.WriteFile(p, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(py, "-c", "import sys\nfrom certbot._internal import lock\nl = lock.lock_dir(sys.argv[1])\nprint('locked', flush=True)\nsys.stdin.read()\nl.release()\n", le)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 7)
+	if _, err := stdout.Read(buf); err != nil || string(buf) != "locked\n" {
+		t.Fatalf("certbot lock helper: %q, %v", buf, err)
+	}
+
+	if _, err := Run(Options{LetsencryptDir: le}); !errors.Is(err, ErrCertbotRunning) {
+		t.Errorf("with certbot running: got %v, want ErrCertbotRunning", err)
+	}
+	if got, _ := os.ReadFile(p); !bytes.Equal(got, orig) {
+		t.Errorf("file changed while certbot held its lock")
+	}
+	if r, err := Run(Options{LetsencryptDir: le, DryRun: true}); err != nil || !r.Files[0].Changed() {
+		t.Errorf("a dry run needs no lock: %v", err)
+	}
+
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(Options{LetsencryptDir: le})
+	if err != nil || !r.Files[0].Changed() || r.Files[0].Err != nil {
+		t.Fatalf("after certbot finished: %v, %+v", err, r)
+	}
+	if _, err := os.Stat(filepath.Join(le, ".certbot.lock")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("lock file left behind: %v", err)
+	}
+	// certbot can take its lock again.
+	if out, err := exec.Command(py, "-c", "import sys\nfrom certbot._internal import lock\nlock.lock_dir(sys.argv[1]).release()\n", le).CombinedOutput(); err != nil {
+		t.Errorf("certbot cannot lock after migrate: %v\n%s", err, out)
+	}
+}

@@ -44,6 +44,9 @@ A file certbot could not parse is reported and left untouched.`,
 func (o *migrateOptions) run() error {
 	dir := letsencryptDir(o.g)
 	r, err := migrate.Run(migrate.Options{LetsencryptDir: dir, All: o.all, DryRun: o.dryRun})
+	if errors.Is(err, migrate.ErrCertbotRunning) {
+		return withCode(exitError, err, "run certbus migrate again once certbot has finished")
+	}
 	if err != nil {
 		return withCode(exitError, err, "--letsencrypt-dir must name certbot's config directory, the one holding renewal/")
 	}
