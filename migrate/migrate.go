@@ -17,6 +17,7 @@ package migrate
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -27,6 +28,9 @@ import (
 
 // BackupSuffix is appended to a renewal config's name for the copy of the
 // original kept beside it. certbot reads only *.conf, so it ignores it.
+// Only an edit writes it, so a run that changes nothing leaves an earlier
+// backup alone; a later edit replaces it with the file as it was just
+// before that edit.
 const BackupSuffix = ".certbus-bak"
 
 // Options says where and how to migrate.
@@ -161,16 +165,7 @@ func Run(opts Options) (*Report, error) {
 
 func migrateFile(path string, opts Options) FileResult {
 	res := FileResult{Path: path}
-	fi, err := os.Lstat(path)
-	if err != nil {
-		res.Err = err
-		return res
-	}
-	if !fi.Mode().IsRegular() {
-		res.Err = fmt.Errorf("%s: not a regular file (%s); migrate edits only regular files", path, fi.Mode().Type())
-		return res
-	}
-	data, err := os.ReadFile(path)
+	fi, data, err := readRegular(path)
 	if err != nil {
 		res.Err = err
 		return res
@@ -200,6 +195,45 @@ func migrateFile(path string, opts Options) FileResult {
 	}
 	res.Removed, res.Kept, res.MarkerRemoved, res.Backup = e.removed, e.kept, e.marker, backup
 	return res
+}
+
+// readRegular reads path if it is a regular file, without following a
+// symlink or blocking on a FIFO that someone named *.conf.
+func readRegular(path string) (fs.FileInfo, []byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, nil, fmt.Errorf("%s: not a regular file (a symlink); migrate edits only regular files", path)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("%s: not a regular file (%s); migrate edits only regular files", path, fileKind(fi.Mode()))
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return fi, data, nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "mode " + m.String()
 }
 
 // writeLike atomically replaces path with data, giving it the mode and

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"flag"
@@ -419,7 +420,7 @@ func TestRunKeepsOwner(t *testing.T) {
 	}
 }
 
-func TestRunRefusesSymlink(t *testing.T) {
+func TestRunRefusesNonRegular(t *testing.T) {
 	le := t.TempDir()
 	dir := filepath.Join(le, "renewal")
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -430,15 +431,26 @@ func TestRunRefusesSymlink(t *testing.T) {
 	if err := os.WriteFile(target, orig, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(target, filepath.Join(dir, "link.conf")); err != nil {
+	if err := os.Symlink(target, filepath.Join(dir, "a-link.conf")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "b-dir.conf"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "c-fifo.conf"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r, err := Run(Options{LetsencryptDir: le})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Files) != 1 || r.Files[0].Err == nil || !strings.Contains(r.Files[0].Err.Error(), "not a regular file") {
-		t.Fatalf("got %+v, want an error for the symlink", r.Files)
+	if len(r.Files) != 3 {
+		t.Fatalf("got %d files, want 3", len(r.Files))
+	}
+	for i, kind := range []string{"(a symlink)", "(a directory)", "(a named pipe)"} {
+		if err := r.Files[i].Err; err == nil || !strings.Contains(err.Error(), "not a regular file "+kind) {
+			t.Errorf("%s: got %v, want an error naming %s", r.Files[i].Path, err, kind)
+		}
 	}
 	if got, _ := os.ReadFile(target); !bytes.Equal(got, orig) {
 		t.Errorf("the symlink's target was changed")
@@ -484,9 +496,8 @@ func TestRunHonoursCertbotLock(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 7)
-	if _, err := stdout.Read(buf); err != nil || string(buf) != "locked\n" {
-		t.Fatalf("certbot lock helper: %q, %v", buf, err)
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "locked\n" {
+		t.Fatalf("certbot lock helper: %q, %v", line, err)
 	}
 
 	if _, err := Run(Options{LetsencryptDir: le}); !errors.Is(err, ErrCertbotRunning) {
