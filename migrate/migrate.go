@@ -12,6 +12,8 @@
 // stays as it was. A file that certbot could not parse is left untouched.
 //
 // The package does not print; it returns a Report for the caller to show.
+// It does not install the directory hooks that replace the removed ones
+// (package hooks does), nor check that an app covers what a kept hook did.
 package migrate
 
 import (

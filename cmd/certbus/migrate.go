@@ -77,7 +77,11 @@ func (o *migrateOptions) run() error {
 		tw.Flush()
 	}
 	if kept > 0 {
-		fmt.Fprintf(errOut, "certbus: hint: %d hooks that do not look like per-domain dispatchers were kept; remove them by hand once the certbus apps cover them, or run again with --all\n", kept)
+		what := "hooks that do not look like per-domain dispatchers were kept"
+		if kept == 1 {
+			what = "hook that does not look like a per-domain dispatcher was kept"
+		}
+		fmt.Fprintf(errOut, "certbus: hint: %d %s; remove what the certbus apps cover by hand, or run again with --all\n", kept, what)
 	}
 	if failed := r.Failed(); len(failed) > 0 {
 		return withCode(exitError,
