@@ -70,6 +70,7 @@ func newRootCmd(g *globalOptions) *cobra.Command {
 		newMigrateCmd(g),
 		newStatusCmd(g),
 		newVersionCmd(g),
+		newGenManCmd(g),
 	)
 	return root
 }
