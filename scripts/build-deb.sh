@@ -150,6 +150,24 @@ else
 	die "\`certbus gen-man\` failed (output above)"
 fi
 
+# The packaged hook scripts are conffiles, and `certbus install-hooks` may be
+# run on the same host later: it must find them identical ("unchanged"), or
+# it would either call them foreign or rewrite a conffile behind dpkg.
+mkdir -p "$work/le"
+if "$genbin" install-hooks --letsencrypt-dir "$work/le" --binary /usr/bin/certbus >"$work/install-hooks.log" 2>&1; then
+	for kind in pre post deploy; do
+		if ! cmp -s "$work/le/renewal-hooks/$kind/50-certbus" "$pkgsrc/letsencrypt/renewal-hooks/$kind/50-certbus"; then
+			diff -u "$pkgsrc/letsencrypt/renewal-hooks/$kind/50-certbus" "$work/le/renewal-hooks/$kind/50-certbus" >&2 || true
+			die "packaging/letsencrypt/renewal-hooks/$kind/50-certbus differs from what \`certbus install-hooks --binary /usr/bin/certbus\` writes (diff above): make them the same (hooks.Script is the source)"
+		fi
+	done
+elif grep -q 'not implemented yet' "$work/install-hooks.log"; then
+	log "WARNING: \`certbus install-hooks\` is not implemented yet: packaged hooks not compared with it"
+else
+	cat "$work/install-hooks.log" >&2
+	die "\`certbus install-hooks --letsencrypt-dir DIR --binary /usr/bin/certbus\` failed (output above)"
+fi
+
 # DEBIAN/
 install -d -m 0755 "$root/DEBIAN"
 for script in postinst prerm postrm; do

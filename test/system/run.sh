@@ -43,7 +43,7 @@ CACHE=${CERTBUS_SYSTEM_TEST_CACHE:-/var/cache/certbus-system-test}
 SUITE=bookworm
 # Bump when the provisioning below changes: a cache with another recipe is
 # rebuilt.
-RECIPE="v2 $SUITE minbase+systemd,systemd-sysv,dbus apt:apache2,certbot,pebble,adduser"
+RECIPE="v3 $SUITE minbase+systemd,systemd-sysv,dbus apt:apache2,certbot,pebble,adduser"
 SETTLE=${CERTBUS_SYSTEM_TEST_SETTLE:-6}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 INNER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -235,7 +235,7 @@ diagnose() {
 			inside journalctl --no-pager -q -u "$unit" -n 25 || true
 		done
 		echo "## /var/log/letsencrypt/letsencrypt.log (errors)"
-		inside sh -c 'grep -iE "error|hook" /var/log/letsencrypt/letsencrypt.log 2>/dev/null | tail -25' || true
+		inside sh -c 'grep -E ":ERROR:|reported error code|ran with error output|Running .*-hook command" /var/log/letsencrypt/letsencrypt.log 2>/dev/null | tail -25' || true
 		echo "--------------------------------------------------"
 	} >&2
 }
@@ -357,7 +357,7 @@ ensure_cache() {
 	# A volatile journal: each run's journal starts empty and nothing is
 	# written to the overlay (nor, here, to the cache).
 	mkdir -p "$r/etc/systemd/journald.conf.d"
-	printf '[Journal]\nStorage=volatile\n' >"$r/etc/systemd/journald.conf.d/certbus-system-test.conf"
+	printf '[Journal]\nStorage=volatile\n' >"$r/etc/systemd/journald.conf.d/volatile.conf"
 	rm -rf "$r/var/log/journal"
 	echo "$RECIPE" >"$r/etc/certbus-system-test.recipe"
 	mv "$r" "$CACHE/rootfs"
@@ -422,6 +422,11 @@ activations() {
 		grep -c "Activating via systemd: service name='org.certbus.Dispatcher1'" || true
 }
 
+# unit_log UNIT: the unit's last journal lines, for a failure message.
+unit_log() {
+	inside journalctl -q --no-pager -o cat -n 4 -u "$1" 2>&1 | sed 's/^/    /'
+}
+
 # not_implemented_hint TEXT: name the certbus command that is still a
 # placeholder, if TEXT shows one.
 not_implemented_hint() {
@@ -473,7 +478,18 @@ inside busctl --system call org.freedesktop.DBus /org/freedesktop/DBus org.freed
 if inside systemctl is-active -q certbus.service; then
 	ok "certbus.service is active after install"
 else
-	check_fail "certbus.service is not active after install (postinst starts it): $(inside systemctl is-active certbus.service 2>&1 || true)$(not_implemented_hint "$(inside journalctl -q -u certbus.service 2>&1)")"
+	check_fail "certbus.service is not active after install (postinst starts it): $(inside systemctl is-active certbus.service 2>&1 || true)$(not_implemented_hint "$(inside journalctl -q -u certbus.service 2>&1)"); its journal ends:
+$(unit_log certbus.service)"
+fi
+
+# The package's hook scripts are what `certbus install-hooks` writes, so
+# running it later neither calls them foreign nor rewrites a conffile.
+out=$(inside certbus install-hooks 2>&1) || true
+if [ "$(grep -c ': unchanged$' <<<"$out")" -eq 3 ]; then
+	ok "certbus install-hooks finds the packaged hooks unchanged"
+else
+	check_fail "certbus install-hooks does not find the three packaged hooks unchanged:
+$(sed 's/^/    /' <<<"$out")"
 fi
 
 # The unit's hardening, tried without the daemon: a oneshot copy of the
@@ -618,7 +634,8 @@ for kind in pre post deploy; do
 	grep -q "Running $kind-hook command: /etc/letsencrypt/renewal-hooks/$kind/50-certbus" <<<"$renew_out" ||
 		check_fail "certbot did not run the packaged $kind hook /etc/letsencrypt/renewal-hooks/$kind/50-certbus"
 done
-hook_errors=$(grep -iA3 'reported error code\|error output from' <<<"$renew_out" || true)
+# certbot shows a hook's stderr even when it exits 0 (e.g. "spooled" warnings).
+hook_errors=$(grep -A3 'reported error code\|ran with error output' <<<"$renew_out" || true)
 if [ -n "$hook_errors" ]; then
 	sed 's/^/  certbot: /' <<<"$hook_errors" >&2
 	check_fail "the packaged hooks failed (certbot output above)$(not_implemented_hint "$hook_errors")"
@@ -640,7 +657,8 @@ fi
 if inside systemctl is-active -q certbus.service; then
 	ok "certbus.service is active after the renewal"
 else
-	check_fail "certbus.service is not active after the renewal$(not_implemented_hint "$(inside journalctl -q -u certbus.service 2>&1)")"
+	check_fail "certbus.service is not active after the renewal$(not_implemented_hint "$(inside journalctl -q -u certbus.service 2>&1)"); its journal ends:
+$(unit_log certbus.service)"
 fi
 
 # One reload: wait for the first, then long enough for a second one (the
@@ -679,6 +697,16 @@ for i in 0 1; do
 		check_fail "apache still serves ${got:-nothing} for $d, want the renewed ${NEW_FP[$d]} (was ${OLD_FP[$d]})"
 	fi
 done
+
+spooled=$(inside sh -c 'ls -A /var/lib/certbus/spool 2>/dev/null' || true)
+[ -z "$spooled" ] || check_fail "events were spooled instead of delivered: /var/lib/certbus/spool holds $(xargs <<<"$spooled")"
+out=$(inside certbus status 2>&1) && rc=0 || rc=$?
+if [ "$rc" -eq 0 ] && grep -q "${DOMAINS[0]}" <<<"$out" && grep -q "${DOMAINS[1]}" <<<"$out"; then
+	ok "certbus status shows both domains"
+else
+	check_fail "certbus status (exit $rc) does not show both renewed domains:
+$(sed 's/^/    /' <<<"$out")"
+fi
 
 # ---- upgrade
 phase upgrade "reinstall: postinst restarts the daemon and runs certbus migrate"
@@ -767,6 +795,7 @@ inside sh -c 'grep -lx certbus /proc/[0-9]*/comm' >/dev/null 2>&1 && check_fail 
 inside getent group certbus >/dev/null || check_fail "purge removed the certbus group (it is kept on purpose)"
 [ ${#FAILURES[@]} -gt 0 ] || ok "no unit, policy, activation file, hook, config or state left"
 
+[ ${#FAILURES[@]} -eq 0 ] || diagnose
 phase shutdown "power off the namespace"
 shutdown_ns
 phase_end
