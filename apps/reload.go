@@ -70,7 +70,10 @@ func (c *CommandReloader) Reload(ctx context.Context, run RunInfo) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: timed out: %w", c.Name(), ctx.Err())
 		}
-		return fmt.Errorf("%s: %v: %s", c.Name(), err, tail(out.String(), 600))
+		if o := tail(out.String(), 600); o != "" {
+			return fmt.Errorf("%s: %v: %s", c.Name(), err, o)
+		}
+		return fmt.Errorf("%s: %v", c.Name(), err)
 	}
 	return nil
 }
