@@ -14,8 +14,9 @@
 #            the packaged hooks reach the daemon over the system bus (bus
 #            activation starts it), apache2.service is reloaded exactly once
 #            (not restarted), and both vhosts serve the new certificates
-#   upgrade  reinstalling the package restarts the daemon and `certbus
-#            migrate` removes a legacy renew_hook from a renewal config
+#   upgrade  reinstalling the package restarts the daemon, and `certbus
+#            migrate` in postinst removes legacy per-domain dispatcher hooks
+#            from a renewal config and keeps a user's own hook
 #   policy   a non-root user is refused by the installed bus policy and
 #            cannot own the name; a member of group certbus gets through it
 #   purge    `dpkg --purge certbus` leaves no unit, policy, hook or state
@@ -710,9 +711,18 @@ fi
 
 # ---- upgrade
 phase upgrade "reinstall: postinst restarts the daemon and runs certbus migrate"
+# What an older setup left in the renewal configs: FreedomBox's per-domain
+# dispatcher as certbot's --pre/--post/--deploy-hook for one lineage (the
+# packaged hooks supersede it), a hook of the user's own for the other.
+legacy=/usr/share/plinth/actions/letsencrypt
 conf=/etc/letsencrypt/renewal/${DOMAINS[0]}.conf
-inside sed -i '/^\[renewalparams\]/a renew_hook = systemctl reload apache2' "$conf"
-inside grep -q '^renew_hook = ' "$conf" || die "could not add a legacy renew_hook to $conf"
+userconf=/etc/letsencrypt/renewal/${DOMAINS[1]}.conf
+inside sed -i "/^\[renewalparams\]/a pre_hook = $legacy run_pre_hooks --domain ${DOMAINS[0]}\\
+post_hook = $legacy run_post_hooks --domain ${DOMAINS[0]}\\
+renew_hook = $legacy run_renew_hooks --domain ${DOMAINS[0]} --modules apache" "$conf"
+inside sed -i '/^\[renewalparams\]/a renew_hook = systemctl reload apache2' "$userconf"
+[ "$(inside grep -c '^\(pre\|post\|renew\)_hook = ' "$conf")" -eq 3 ] && inside grep -q '^renew_hook = ' "$userconf" ||
+	die "could not add the legacy hooks to $conf and $userconf"
 before_pid=$(inside systemctl show -p MainPID --value certbus.service)
 if inside apt-get install -y -q --reinstall /root/certbus.deb >"$WORK/reinstall.log" 2>&1; then
 	ok "package reinstalled"
@@ -722,13 +732,18 @@ else
 fi
 migrate_warning=$(grep -A2 'certbus migrate. failed' "$WORK/reinstall.log" || true)
 [ -z "$migrate_warning" ] || check_fail "postinst: certbus migrate failed$(not_implemented_hint "$(cat "$WORK/reinstall.log")")"
-if inside grep -q '^renew_hook = ' "$conf"; then
-	check_fail "the legacy renew_hook is still in $conf after postinst ran certbus migrate"
+left=$(inside grep '^\(pre\|post\|renew\)_hook = ' "$conf" || true)
+if [ -n "$left" ]; then
+	check_fail "legacy hooks are still in $conf after postinst ran certbus migrate: $(xargs <<<"$left")"
 else
-	ok "postinst's certbus migrate removed the legacy renew_hook"
+	ok "postinst's certbus migrate removed the legacy dispatcher hooks"
 fi
-inside env "${certbot_env[@]}" certbot certificates --cert-name "${DOMAINS[0]}" >/dev/null 2>&1 ||
-	check_fail "certbot cannot read $conf after certbus migrate"
+inside grep -q '^renew_hook = systemctl reload apache2$' "$userconf" && ok "the user's own renew_hook is kept" ||
+	check_fail "certbus migrate removed the user's own renew_hook from $userconf"
+for d in "${DOMAINS[@]}"; do
+	inside env "${certbot_env[@]}" certbot certificates --cert-name "$d" 2>&1 | grep -q "Certificate Name: $d" ||
+		check_fail "certbot cannot read /etc/letsencrypt/renewal/$d.conf after certbus migrate"
+done
 after_pid=$(inside systemctl show -p MainPID --value certbus.service)
 if inside systemctl is-active -q certbus.service && [ "$after_pid" != "$before_pid" ]; then
 	ok "postinst restarted certbus.service"
