@@ -27,6 +27,10 @@
 //
 //	config_root: /etc/apache2      # ServerRoot; discovery reads <config_root>/apache2.conf and its includes
 //	configtest: [/usr/sbin/apache2ctl, configtest]   # argv, run before every reload
+//
+// apache2ctl tests /etc/apache2 (it reads APACHE_CONFDIR from its
+// environment, which certbus does not set): with another config_root, set
+// configtest too, e.g. [/usr/sbin/apache2, -d, ROOT, -f, ROOT/apache2.conf, -t].
 package apache
 
 import (
