@@ -619,7 +619,7 @@ func TestMatrixSynapseStandIn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration: synapse stand-in")
 	}
-	testutil.Need(t, "python3")
+	testutil.Need(t, "python3=python3")
 	e := newEnv(t, false, "")
 	dir := installtest.Dir(t)
 	port := testutil.FreePort(t)
