@@ -322,6 +322,9 @@ func mergeReload(def, user *config.AppReload) *config.AppReload {
 }
 
 func resolveCopy(a *config.App, c *config.Copy) (*CopySpec, error) {
+	if c.Certificate == "" && c.PrivateKey == "" {
+		return nil, a.Pos.Errorf("app %q: copy needs certificate and/or private_key (type %s has no default paths)", a.Name, a.Type)
+	}
 	cs := &CopySpec{Certificate: c.Certificate, PrivateKey: c.PrivateKey, KeyMode: 0o600, CertMode: 0o644}
 	if c.KeyMode == "0640" || c.KeyMode == "640" {
 		cs.KeyMode = 0o640

@@ -291,3 +291,10 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestCopyWithoutPathsNeedsTypeDefaults(t *testing.T) {
+	a := config.App{Name: "x", Type: "service", Domains: []string{"*"}, Copy: &config.Copy{Owner: "root"}, Pos: config.Pos{File: "f.yaml", Line: 3}}
+	if _, err := apps.Build(&a, &apps.Env{Log: zap.NewNop()}); err == nil || !strings.Contains(err.Error(), "f.yaml:3") || !strings.Contains(err.Error(), "no default paths") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -303,9 +303,8 @@ func (a *App) check() error {
 		}
 	}
 	if c := a.Copy; c != nil {
-		if c.Certificate == "" && c.PrivateKey == "" {
-			return p.Errorf("app %q: copy needs certificate and/or private_key", a.Name)
-		}
+		// A copy block may only adjust a type's default paths (owner,
+		// group, key_mode); apps checks that the merged result has paths.
 		for _, path := range []string{c.Certificate, c.PrivateKey} {
 			if path != "" && !filepath.IsAbs(path) {
 				return p.Errorf("app %q: copy path %q is not absolute", a.Name, path)
