@@ -109,7 +109,7 @@ phase_end() {
 [ "$(id -u)" -eq 0 ] || skip_or_fail "the system test needs root (it debootstraps and boots systemd in namespaces): run it with sudo"
 for tool in debootstrap unshare nsenter openssl flock mount chroot; do
 	command -v "$tool" >/dev/null 2>&1 || skip_or_fail "$tool not found: apt-get install $(
-		case $tool in debootstrap | openssl) echo "$tool" ;; flock | unshare | nsenter | mount) echo util-linux ;; *) echo coreutils ;; esac
+		case $tool in debootstrap | openssl | mount) echo "$tool" ;; flock | unshare | nsenter) echo util-linux ;; *) echo coreutils ;; esac
 	)"
 done
 DEB=${1:-}
@@ -133,7 +133,7 @@ fi
 # environment (nothing of the host's leaks in).
 inside() {
 	nsenter -t "$SYSTEMD_PID" -m -u -i -p -r -w \
-		env -i PATH="$INNER_PATH" HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive "$@" 9>&-
+		env -i PATH="$INNER_PATH" HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive "$@" 7>&- 8>&- 9>&-
 }
 
 # boot MODE ARGS: boot systemd as PID 1 of new PID/mount/UTS/IPC namespaces.
@@ -167,8 +167,9 @@ mount -t tmpfs tmpfs "$R/tmp"
 # journald runs that falls back to the console, i.e. boot.log.
 exec chroot "$R" /lib/systemd/systemd --log-target=journal --log-level=info
 EOF
-	# fd 9 is the cache lock: not for the booted system.
-	unshare --pid --fork --mount --uts --ipc sh "$WORK/boot.sh" "$mode" "$a" "$b" >"$bootlog" 2>&1 9>&- &
+	# fd 9 is the cache lock, 7 and 8 the test's output: not for the booted
+	# system.
+	unshare --pid --fork --mount --uts --ipc sh "$WORK/boot.sh" "$mode" "$a" "$b" >"$bootlog" 2>&1 7>&- 8>&- 9>&- &
 	UNSHARE_PID=$!
 	local i
 	for i in $(seq 100); do
@@ -235,7 +236,7 @@ diagnose() {
 			echo "## journalctl -u $unit (last 25 lines)"
 			inside journalctl --no-pager -q -u "$unit" -n 25 || true
 		done
-		echo "## /var/log/letsencrypt/letsencrypt.log (errors)"
+		echo "## /var/log/letsencrypt/letsencrypt.log (hooks and errors)"
 		inside sh -c 'grep -E ":ERROR:|reported error code|ran with error output|Running .*-hook command" /var/log/letsencrypt/letsencrypt.log 2>/dev/null | tail -25' || true
 		echo "--------------------------------------------------"
 	} >&2
@@ -244,6 +245,9 @@ diagnose() {
 cleanup() {
 	local rc=$?
 	set +e
+	# A signal's trap can run while a function call's redirection (inside
+	# ... >log 2>&1) is in effect: report to the real stdout and stderr.
+	exec 1>&7 2>&8
 	phase_end
 	if [ "$rc" -ne 0 ] || [ ${#FAILURES[@]} -gt 0 ]; then
 		diagnose
@@ -270,8 +274,10 @@ cleanup() {
 	elif [ "$rc" -eq 0 ]; then
 		echo "system-test: PASS" >&2
 	fi
+	case $rc in 130 | 143) echo "system-test: interrupted (everything it started is stopped)" >&2 ;; esac
 	exit "$rc"
 }
+exec 7>&1 8>&2
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
