@@ -489,6 +489,11 @@ else
 $(unit_log certbus.service)"
 fi
 
+out=$(inside systemd-analyze verify --man=no /lib/systemd/system/certbus.service 2>&1) &&
+	ok "systemd-analyze verify accepts certbus.service" ||
+	check_fail "systemd-analyze verify certbus.service: $out"
+log "certbus.service: systemd-analyze security exposure $(inside systemd-analyze security --no-pager certbus.service 2>/dev/null | tail -1 | sed 's/.*: //')"
+
 # The package's hook scripts are what `certbus install-hooks` writes, so
 # running it later neither calls them foreign nor rewrites a conffile.
 out=$(inside certbus install-hooks 2>&1) || true
