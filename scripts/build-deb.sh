@@ -150,6 +150,42 @@ else
 	die "\`certbus gen-man\` failed (output above)"
 fi
 
+# Debian's documentation files: copyright, changelog (native package),
+# lintian overrides.
+d /usr/share/doc/certbus
+license=
+for f in LICENSE LICENSE.md LICENSE.txt COPYING; do
+	[ -f "$repo/$f" ] && license=$repo/$f && break
+done
+{
+	echo "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"
+	echo "Upstream-Name: certbus"
+	echo "Source: https://github.com/certbus/certbus"
+	echo
+	echo "Files: *"
+	echo "Copyright: $(date -u -d "@$SOURCE_DATE_EPOCH" +%Y) the certbus authors"
+	if [ -n "$license" ]; then
+		echo "License: see below"
+		sed -e 's/^$/./' -e 's/^/ /' "$license"
+	else
+		echo "License: none declared"
+		echo " The source tree has no LICENSE file yet."
+	fi
+} >"$work/copyright"
+[ -n "$license" ] || log "WARNING: no LICENSE file in the repository: the package's copyright file says so"
+f 0644 "$work/copyright" /usr/share/doc/certbus/copyright
+commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+{
+	echo "certbus ($debversion) unstable; urgency=medium"
+	echo
+	echo "  * Built from commit $commit."
+	echo
+	echo " -- ${CERTBUS_DEB_MAINTAINER:-certbus maintainers <maintainers@certbus.invalid>}  $(date -u -R -d "@$SOURCE_DATE_EPOCH")"
+} | gzip -9n >"$work/changelog.gz"
+f 0644 "$work/changelog.gz" /usr/share/doc/certbus/changelog.gz
+d /usr/share/lintian/overrides
+f 0644 "$pkgsrc/deb/lintian-overrides" /usr/share/lintian/overrides/certbus
+
 # The packaged hook scripts are conffiles, and `certbus install-hooks` may be
 # run on the same host later: it must find them identical ("unchanged"), or
 # it would either call them foreign or rewrite a conffile behind dpkg.
