@@ -254,7 +254,7 @@ for path in /usr/bin/certbus /lib/systemd/system/certbus.service \
 	printf '%s\n' "$listing" | grep -q " \.$path\$" || die "$deb lacks $path"
 done
 if command -v lintian >/dev/null 2>&1; then
-	lintian --no-tag-display-limit "$deb" >&2 || log "lintian reported problems (above); not fatal"
+	lintian --tag-display-limit 0 "$deb" >&2 || log "lintian reported problems (above); not fatal"
 fi
 
 echo "$deb"
