@@ -13,6 +13,8 @@ need="dbus-daemon:dbus gdbus:libglib2.0-bin certbot:certbot pebble:pebble openss
 if [ "$what" = test ]; then
 	need="$need apache2:apache2 ejabberdctl:ejabberd nginx:nginx haproxy:haproxy debootstrap:debootstrap"
 	need="$need pg_ctlcluster:postgresql postfix:postfix dovecot:dovecot-core turnserver:coturn dpkg-deb:dpkg"
+	# dovecot-core alone has no IMAP service (imap-login is in dovecot-imapd).
+	need="$need /usr/lib/dovecot/imap-login:dovecot-imapd"
 fi
 
 missing=""
