@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -305,7 +306,7 @@ func (c *Checker) load(d string, info map[string]string) (*event.Material, error
 			return nil, invalid("domain %s: chain %s is not a PEM bundle: %v", d, info[event.KeyChain], err)
 		}
 	}
-	key, err := certcrypto.ParsePEMPrivateKey(m.PrivateKey)
+	key, err := certcrypto.ParsePEMPrivateKey(keyBlock(m.PrivateKey))
 	if err != nil {
 		return nil, invalid("domain %s: %s is not a PEM private key: %v", d, info[event.KeyPrivateKey], err)
 	}
@@ -357,6 +358,23 @@ func matchKey(leaf *x509.Certificate, key crypto.PrivateKey) error {
 		return errors.New("public keys differ")
 	}
 	return nil
+}
+
+// keyBlock skips what may precede the key in a key file: `openssl ecparam
+// -genkey` (dehydrated's default for EC keys) writes an EC PARAMETERS block
+// first. Daemons read such files as they are; only the parse needs the key.
+func keyBlock(b []byte) []byte {
+	rest := b
+	for {
+		block, next := pem.Decode(rest)
+		if block == nil {
+			return b
+		}
+		if block.Type == "PRIVATE KEY" || strings.HasSuffix(block.Type, " PRIVATE KEY") {
+			return rest
+		}
+		rest = next
+	}
 }
 
 // splitFirstPEM returns the first PEM block (with its END line) and the rest.

@@ -1,6 +1,10 @@
 package certs_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -158,4 +162,42 @@ func TestWildcardCovers(t *testing.T) {
 			t.Errorf("Covers(%q) = %v", d, got)
 		}
 	}
+}
+
+// dehydrated makes EC keys with `openssl ecparam -genkey`, which writes an
+// EC PARAMETERS block before the key: such a key file is accepted as is.
+func TestCheckAcceptsECParametersBeforeKey(t *testing.T) {
+	f := newFixture(t)
+	k, err := x509.ParsePKCS8PrivateKey(mustPEM(t, f.goodLeaf.KeyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec1, err := x509.MarshalECPrivateKey(k.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, _ := asn1.Marshal(asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}) // prime256v1
+	key := append(pem.EncodeToMemory(&pem.Block{Type: "EC PARAMETERS", Bytes: params}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1})...)
+	kp := filepath.Join(f.le, "ecparam-key.pem")
+	if err := os.WriteFile(kp, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := f.checker.Check(event.Deploy, map[string]map[string]string{"example.com": {
+		"certificate": filepath.Join(f.good, "cert.pem"), "private_key": kp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m["example.com"].PrivateKey) != string(key) {
+		t.Error("the key file's bytes were not kept as they are")
+	}
+}
+
+func mustPEM(t *testing.T, b []byte) []byte {
+	t.Helper()
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatal("no PEM block")
+	}
+	return block.Bytes
 }
