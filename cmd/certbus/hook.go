@@ -13,6 +13,7 @@ import (
 	"github.com/certbus/certbus/bus"
 	"github.com/certbus/certbus/hooks"
 	"github.com/certbus/certbus/internal/config"
+	"github.com/certbus/certbus/internal/event"
 )
 
 type hookOptions struct {
@@ -25,9 +26,10 @@ func newHookCmd(g *globalOptions) *cobra.Command {
 	o := &hookOptions{g: g}
 	c := &cobra.Command{
 		Use:   "hook pre|post|deploy",
-		Short: "certbot hook: tell the daemon about a renewal (reads certbot's environment)",
+		Short: "ACME client hook: tell the daemon about a renewal (certbot, lego, acme.sh, dehydrated)",
 		Long: `Run by certbot from renewal-hooks/{pre,post,deploy}/50-certbus (see install-hooks).
 deploy reads RENEWED_LINEAGE and RENEWED_DOMAINS; pre and post carry no domains.
+Other ACME clients: see ` + "`certbus hook lego|acme.sh|dehydrated --help`" + `.
 
 Exit codes: 0 delivered (or spooled for the daemon, with a warning);
 2 usage or missing environment (nothing sent); 3 refused by the daemon;
@@ -35,15 +37,21 @@ Exit codes: 0 delivered (or spooled for the daemon, with a warning);
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return o.run(c.Context(), args[0]) },
 	}
-	c.Flags().BoolVar(&o.wait, "wait", false, "wait for the apps; exit 4 if any failed")
-	c.Flags().DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up after this long")
+	// Persistent: the client forms (hook lego, ...) take them too.
+	c.PersistentFlags().BoolVar(&o.wait, "wait", false, "wait for the apps; exit 4 if any failed")
+	c.PersistentFlags().DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up after this long")
+	c.AddCommand(newHookClientCmds(o)...)
 	return c
 }
 
 func (o *hookOptions) run(ctx context.Context, kind string) error {
 	domains, err := hooks.Certbot(kind, os.Getenv)
 	if err != nil {
-		return withCode(exitUsage, err, "")
+		hint := ""
+		if !event.Operation(kind).Valid() {
+			hint = "other ACME clients: certbus hook lego | acme.sh | dehydrated ARGS..."
+		}
+		return withCode(exitUsage, err, hint)
 	}
 	return o.send(ctx, kind, domains)
 }
