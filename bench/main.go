@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 )
@@ -137,6 +138,8 @@ func runAll(o options) error {
 	section("downtime", func() ([]row, error) { return benchDowntime(s, o.rotations) })
 	_ = hook
 
+	// Rows in section order, whatever order the sections ran in.
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Section[0] < rows[j].Section[0] })
 	m.took = time.Since(start)
 	m.loadEnd = loadAvg()
 	table := markdownTable(rows)
