@@ -2,8 +2,12 @@ package apps
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -125,6 +129,9 @@ func (a *appRunner) handle(ctx context.Context, ev *event.Event) (signals.Status
 		a.mu.Lock()
 		a.inRun = true
 		a.mu.Unlock()
+		// Changes pending from before (a debounce, a catch-up) join this
+		// run: one reload at its post, never past max_delay.
+		a.stopTimer()
 		a.armMaxDelay()
 		return signals.OK, "reloads wait for post"
 	case event.Deploy:
@@ -321,13 +328,21 @@ func (a *appRunner) verify(ctx context.Context, pending map[string]*event.Materi
 	sort.Strings(names)
 	for _, d := range names {
 		m := pending[d]
+		fp := m.Fingerprint
+		if a.spec.Copy == nil {
+			// The daemon reads the lineage itself, which may have been
+			// renewed again since this event: expect what is there now.
+			if now, err := lineageFingerprint(m.Paths[event.KeyCertificate]); err == nil {
+				fp = now
+			}
+		}
 		sni := ExpandPath(v.ServerName, strings.TrimPrefix(d, "*."))
-		k := key{sni, m.Fingerprint}
+		k := key{sni, fp}
 		if done[k] {
 			continue
 		}
 		done[k] = true
-		if err := a.opts.Verify(ctx, *v, sni, m.Fingerprint); err != nil {
+		if err := a.opts.Verify(ctx, *v, sni, fp); err != nil {
 			return fmt.Errorf("verify %s at %s: %w", d, v.Address, err)
 		}
 	}
@@ -454,4 +469,21 @@ func (a *appRunner) fire(ctx context.Context, why string) {
 	if a.opts.Signal != nil && id != "" {
 		a.opts.Signal.Update(id, signals.Result{Subscriber: a.spec.Name, Status: st, Message: msg})
 	}
+}
+
+// lineageFingerprint is the SHA-256 of the first certificate in path.
+func lineageFingerprint(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("no path")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return "", errors.New("no certificate")
+	}
+	sum := sha256.Sum256(blk.Bytes)
+	return hex.EncodeToString(sum[:]), nil
 }

@@ -298,3 +298,29 @@ func TestCopyWithoutPathsNeedsTypeDefaults(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A change pending on its debounce (a catch-up replay, say) joins a certbot
+// run that starts before the debounce fires: one reload, at post.
+func TestPendingDebounceJoinsARun(t *testing.T) {
+	h := newHarness(t)
+	argv, reloads := counter(t, 0)
+	r := fast
+	r.Debounce = config.Duration(200 * time.Millisecond)
+	s := build(t, config.App{Name: "web", Domains: []string{"*"}, Reload: &config.AppReload{Command: argv}}, r)
+	apps.NewRunner(h.sig, []*apps.Spec{s}, apps.Options{Log: zap.NewNop()})
+	h.emit(event.Deploy, h.renew("a.test", "a.test"), "a.test")
+	h.emit(event.Pre, "")
+	h.emit(event.Deploy, h.renew("b.test", "b.test"), "b.test")
+	time.Sleep(500 * time.Millisecond)
+	if n := reloads(); n != 0 {
+		t.Fatalf("reloaded %d times inside the run", n)
+	}
+	res := h.wait(h.emit(event.Post, ""))
+	if res["web"].Status != signals.OK || !strings.Contains(res["web"].Message, "a.test b.test") {
+		t.Errorf("post: %+v", res["web"])
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := reloads(); n != 1 {
+		t.Errorf("%d reloads, want 1", n)
+	}
+}

@@ -17,8 +17,13 @@ const scriptMarker = "# Written by `certbus install-hooks`"
 
 // Script is the content of the hook script for kind.
 func Script(binary, kind string) []byte {
-	return []byte(fmt.Sprintf("#!/bin/sh\n%s; tells the certbus daemon about certbot's %s hook.\n# Environment (RENEWED_LINEAGE, RENEWED_DOMAINS, CERTBUS_BUS, CERTBUS_CONFIG) passes through.\nexec %s hook %s\n",
-		scriptMarker, kind, shellQuote(binary), kind))
+	q := shellQuote(binary)
+	return []byte(fmt.Sprintf("#!/bin/sh\n%s; tells the certbus daemon about certbot's %s hook.\n"+
+		"# Environment (RENEWED_LINEAGE, RENEWED_DOMAINS, CERTBUS_BUS, CERTBUS_CONFIG) passes through.\n"+
+		"# certbus removed but this script kept (a conffile after apt remove): nothing to do.\n"+
+		"[ -x %s ] || exit 0\n"+
+		"exec %s hook %s\n",
+		scriptMarker, kind, q, q, kind))
 }
 
 func shellQuote(s string) string {

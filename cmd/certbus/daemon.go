@@ -183,7 +183,6 @@ func (d *daemon) catchUp(ctx context.Context) {
 		apps  []string
 	}
 	var todo []deploy
-	targets := map[string]bool{}
 	for _, l := range lineages {
 		dep := deploy{dir: l.Dir}
 		names := map[string]bool{}
@@ -200,7 +199,6 @@ func (d *daemon) catchUp(ctx context.Context) {
 			}
 			if missed {
 				dep.apps = append(dep.apps, s.Name)
-				targets[s.Name] = true
 			}
 		}
 		if len(dep.apps) == 0 {
@@ -216,24 +214,15 @@ func (d *daemon) catchUp(ctx context.Context) {
 	if len(todo) == 0 || ctx.Err() != nil {
 		return
 	}
-	var only []string
-	for a := range targets {
-		only = append(only, a)
-	}
-	sort.Strings(only)
-	opts := bus.AcceptOptions{Replay: true, Only: only}
-	if _, err := d.server.Accept(event.Pre, nil, opts); err != nil {
-		d.log.Error("catch-up", zap.Error(err))
-		return
-	}
+	// No pre/post of its own: the deploys debounce into one reload per
+	// app, or, when certbot's pre is already open (the daemon was started
+	// by bus activation from certbot's pre hook), join that run and reload
+	// once at its post. A post of ours must never end certbot's run.
 	for _, dep := range todo {
 		o := bus.AcceptOptions{Replay: true, Only: dep.apps}
 		if _, err := d.server.Accept(event.Deploy, hooks.LineageDomains(dep.dir, dep.names), o); err != nil {
 			d.log.Error("catch-up deploy refused", zap.String("lineage", dep.dir), zap.Error(err))
 		}
-	}
-	if _, err := d.server.Accept(event.Post, nil, opts); err != nil {
-		d.log.Error("catch-up", zap.Error(err))
 	}
 }
 
