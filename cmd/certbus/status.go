@@ -182,9 +182,16 @@ type statusEvent struct {
 }
 
 type fixReport struct {
-	Deployed []fixDeploy  `json:"deployed"`
-	Results  []bus.Result `json:"results"`
-	Error    string       `json:"error,omitempty"`
+	Deployed []fixDeploy `json:"deployed"`
+	Results  []fixResult `json:"results"`
+	Error    string      `json:"error,omitempty"`
+}
+
+// fixResult is an app's outcome of the fix's post.
+type fixResult struct {
+	App     string `json:"app"`
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
 }
 
 type fixDeploy struct {
@@ -864,7 +871,7 @@ func (o *statusOptions) runFix(ctx context.Context, rep *statusReport) *fixRepor
 	if len(groups) == 0 {
 		return nil
 	}
-	fr := &fixReport{Deployed: []fixDeploy{}, Results: []bus.Result{}}
+	fr := &fixReport{Deployed: []fixDeploy{}, Results: []fixResult{}}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	c, err := bus.Dial(o.g.bus)
@@ -909,8 +916,8 @@ func (o *statusOptions) runFix(ctx context.Context, rep *statusReport) *fixRepor
 	} else if res, err := c.Wait(ctx, id, time.Until(deadline(ctx))); err != nil {
 		errs = append(errs, fmt.Sprintf("wait for post %s: %v", id, err))
 	} else {
-		fr.Results = res
 		for _, r := range res {
+			fr.Results = append(fr.Results, fixResult{App: r.App, Status: r.Status, Message: r.Message})
 			if r.Status == "failed" {
 				errs = append(errs, fmt.Sprintf("%s failed: %s", r.App, r.Message))
 			}

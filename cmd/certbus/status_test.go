@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
 
 	"github.com/certbus/certbus/apps"
@@ -151,6 +153,7 @@ func TestStatusDaemonStates(t *testing.T) {
   - {name: reloaded, type: test-pidfile, domains: [a.test], options: {pid_file: $DIR/reloaded.pid}}
   - {name: stopped, type: test-pidfile, domains: [a.test], options: {pid_file: $DIR/stopped.pid}}
   - {name: bycommand, type: service, domains: [a.test], reload: {command: [/bin/true]}}
+  - {name: probed, type: test-pidfile, domains: [a.test], options: {pid_file: $DIR/old.pid}, verify: {address: "$TLS"}}
 `)
 	startProcess(t, filepath.Join(e.dir, "old.pid"))
 	startProcess(t, filepath.Join(e.dir, "reloaded.pid"))
@@ -180,14 +183,25 @@ func TestStatusDaemonStates(t *testing.T) {
 	if old := rep.row(t, "old", "a.test"); !old.DaemonStarted.Before(old.Written) || !strings.Contains(old.DaemonDetail, "before the certificate was written") {
 		t.Errorf("stale row: started %s, written %s: %s", old.DaemonStarted, old.Written, old.DaemonDetail)
 	}
-	if code != 1 || rep.OK || rep.Problems != 1 {
-		t.Errorf("exit %d, ok %v, %d problems: want 1, false, 1 (the stale daemon only)", code, rep.OK, rep.Problems)
+	if code != 1 || rep.OK || rep.Problems != 2 {
+		t.Errorf("exit %d, ok %v, %d problems: want 1, false, 2 (the stale daemons)", code, rep.OK, rep.Problems)
+	}
+	// A daemon that started before the certificate but serves it (it was
+	// reloaded by hand, say): the probe settles it.
+	b, _ := os.ReadFile(e.config)
+	os.WriteFile(e.config, bytes.Replace(b, []byte("$TLS"), []byte(tlsServer(t, l)), 1), 0o644)
+	rep, _ = statusJSON(t, e.config, "--probe")
+	if r := rep.row(t, "probed", "a.test"); r.Daemon != daemonServing || r.Probe != probeMatch || len(r.Problems) != 0 {
+		t.Errorf("probed: daemon %q probe %q problems %v, want serving, match, none", r.Daemon, r.Probe, r.Problems)
+	}
+	if r := rep.row(t, "old", "a.test"); r.Daemon != daemonStale || r.Probe != probeNA {
+		t.Errorf("old with --probe and no verify endpoint: daemon %q probe %q, want stale, n/a", r.Daemon, r.Probe)
 	}
 	out, errs, _ := status(t, e.config)
 	if !strings.Contains(out, "old: stale") && !strings.Contains(out, "old a.test: stale: pid file") {
 		t.Errorf("human output lacks the stale row's explanation:\n%s", out)
 	}
-	if !strings.Contains(errs, "1 problem(s): old a.test stale") || !strings.Contains(errs, "certbus status --fix") {
+	if !strings.Contains(errs, "2 problem(s): old a.test stale, probed a.test stale") || !strings.Contains(errs, "certbus status --fix") {
 		t.Errorf("exit message:\n%s", errs)
 	}
 }
@@ -388,4 +402,149 @@ func TestStatusFixWithoutDaemon(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "--fix:") || !strings.Contains(errs, "certbus.service") {
 		t.Errorf("exit %d, want 1 with a hint:\n%s", code, errs)
 	}
+}
+
+// fakeSystemd serves, on a private bus, the few calls of systemd's D-Bus
+// API that the daemon's unit reloads and status use: the jobs
+// ReloadOrTryRestartUnit (a reload: the unit's ActiveEnterTimestamp stays)
+// and TryRestartUnit (a restart: it moves), each answered with a job path
+// and a JobRemoved signal, and the unit properties ActiveEnterTimestamp and
+// MainPID. It is a fake because systemd cannot run here (it must be PID 1
+// or a user instance of a booted system); the system test boots a real one.
+type fakeSystemd struct {
+	conn *dbus.Conn
+
+	mu          sync.Mutex
+	activeEnter time.Time
+	mainPID     uint32
+	calls       []string
+	jobs        uint32
+}
+
+const fakeUnit = "web.service"
+
+func startFakeSystemd(t *testing.T) *fakeSystemd {
+	t.Helper()
+	b := testutil.StartBus(t, testutil.BusOptions{Permissive: true})
+	conn, err := dbus.Connect(b.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	f := &fakeSystemd{conn: conn, activeEnter: time.Now(), mainPID: 4242}
+	if err := conn.Export(f, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Export(fakeProps{f}, dbus.ObjectPath("/org/freedesktop/systemd1/unit/"+sddbus.PathBusEscape(fakeUnit)), "org.freedesktop.DBus.Properties"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := conn.RequestName("org.freedesktop.systemd1", dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("own org.freedesktop.systemd1: %v %v", r, err)
+	}
+	// Both the daemon started by the test and status in this process reach
+	// "systemd" through the system bus address.
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", b.Address)
+	return f
+}
+
+func (f *fakeSystemd) job(method, unit string, restart bool) (dbus.ObjectPath, *dbus.Error) {
+	if unit != fakeUnit {
+		return "", dbus.NewError("org.freedesktop.systemd1.NoSuchUnit", []any{"Unit " + unit + " not found."})
+	}
+	f.mu.Lock()
+	f.jobs++
+	id := f.jobs
+	f.calls = append(f.calls, method)
+	if restart {
+		f.activeEnter = time.Now()
+	}
+	f.mu.Unlock()
+	p := dbus.ObjectPath(fmt.Sprintf("/org/freedesktop/systemd1/job/%d", id))
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		f.conn.Emit("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager.JobRemoved", id, p, unit, "done")
+	}()
+	return p, nil
+}
+
+func (f *fakeSystemd) ReloadOrTryRestartUnit(unit, mode string) (dbus.ObjectPath, *dbus.Error) {
+	return f.job("ReloadOrTryRestartUnit", unit, false)
+}
+
+func (f *fakeSystemd) TryRestartUnit(unit, mode string) (dbus.ObjectPath, *dbus.Error) {
+	return f.job("TryRestartUnit", unit, true)
+}
+
+func (f *fakeSystemd) set(enter time.Time, pid uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.activeEnter, f.mainPID = enter, pid
+}
+
+func (f *fakeSystemd) callList() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+type fakeProps struct{ f *fakeSystemd }
+
+func (p fakeProps) Get(iface, prop string) (dbus.Variant, *dbus.Error) {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	switch iface + "." + prop {
+	case "org.freedesktop.systemd1.Unit.ActiveEnterTimestamp":
+		return dbus.MakeVariant(uint64(p.f.activeEnter.UnixMicro())), nil
+	case "org.freedesktop.systemd1.Service.MainPID":
+		return dbus.MakeVariant(p.f.mainPID), nil
+	}
+	return dbus.Variant{}, dbus.NewError("org.freedesktop.DBus.Error.UnknownProperty", []any{iface + "." + prop})
+}
+
+// TestStatusStaleUnitAndFix follows a unit-reloaded app that reads the
+// lineage directly through its states, with the real daemon reloading it:
+// stale before certbus ever ran, reloaded once catch-up has reloaded it (a
+// reload does not move ActiveEnterTimestamp: only certbus's record tells),
+// stale again after a renewal certbus never heard of, reloaded after
+// --fix, fresh after a restart by hand, stopped with no main process.
+func TestStatusStaleUnitAndFix(t *testing.T) {
+	e := newEnv(t, false, `apps:
+  - name: web
+    type: service
+    domains: [a.test]
+    reload: {units: [web.service], mode: reload-or-restart}
+`)
+	sd := startFakeSystemd(t)
+	time.Sleep(100 * time.Millisecond)
+	testcerts.MustLineage(t, e.le, "a.test", 1, testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{}))
+	daemonIs := func(want string, code int) {
+		t.Helper()
+		rep, got := statusJSON(t, e.config)
+		r := rep.row(t, "web", "a.test")
+		if r.Daemon != want || got != code || r.DaemonName != fakeUnit {
+			t.Fatalf("daemon %q (%s: %s), exit %d: want %q, exit %d", r.Daemon, r.DaemonName, r.DaemonDetail, got, want, code)
+		}
+	}
+	daemonIs(daemonStale, 1)
+
+	startDaemon(t, e.bus.Address, e.config)
+	testutil.WaitFor(t, 10*time.Second, func() bool { return len(sd.callList()) == 1 }, "the catch-up reload of web.service")
+	testutil.WaitFor(t, 5*time.Second, func() bool { rep, _ := statusJSON(t, e.config); return rep.OK }, "the applied record")
+	daemonIs(daemonReloaded, 0)
+
+	testcerts.MustLineage(t, e.le, "a.test", 2, testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{}))
+	daemonIs(daemonStale, 1)
+	out, errs, code := status(t, e.config, "--bus", e.bus.Address, "--fix")
+	if code != 0 || !strings.Contains(out, "web: ok: reloaded (systemd reload-or-restart web.service)") {
+		t.Fatalf("status --fix: exit %d\n%s\n%s", code, out, errs)
+	}
+	if calls := sd.callList(); len(calls) != 2 || calls[1] != "ReloadOrTryRestartUnit" {
+		t.Errorf("systemd calls %v, want two ReloadOrTryRestartUnit", calls)
+	}
+	daemonIs(daemonReloaded, 0)
+
+	sd.set(time.Now(), 4343)
+	daemonIs(daemonFresh, 0)
+	sd.set(time.Now().Add(-time.Hour), 0)
+	daemonIs(daemonStopped, 0)
 }
