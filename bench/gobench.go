@@ -21,32 +21,33 @@ var benchLineRE = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+([0-9.]+
 // goBench is one package's micro-benchmarks and how benchstat compares
 // their sub-benchmarks.
 type goBench struct {
-	pkg string
-	col string // benchstat -col
+	pkg    string
+	col    string // benchstat -col
+	filter string // benchstat -filter
 }
 
 // benchGo runs the Go benchmarks of validation and of the signal path
 // -count times, keeps benchstat's comparison (RSA-2048 against ECDSA-P256;
 // 1 subscriber against 10, 100, 1,000) in bench/out/, and turns medians
 // into table rows.
-func benchGo(repo string, o options) ([]row, error) {
+func benchGo(repo string, o options) ([]row, string, error) {
 	out := filepath.Join(repo, "bench", "out")
 	if err := os.MkdirAll(out, 0o755); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	medians := map[string]time.Duration{}
 	var stat strings.Builder
-	for _, gb := range []goBench{{"./internal/certs", "/key"}, {"./signals", "/subs"}} {
+	for _, gb := range []goBench{{"./internal/certs", "/key", "*"}, {"./signals", "/subs", ".name:Fanout"}} {
 		cmd := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchmem",
 			"-count", strconv.Itoa(o.gobenchN), "-benchtime", o.gobenchTime, gb.pkg)
 		cmd.Dir = repo
 		raw, err := cmd.CombinedOutput()
 		if err != nil {
-			return nil, fmt.Errorf("go test -bench %s: %v\n%s", gb.pkg, err, raw)
+			return nil, "", fmt.Errorf("go test -bench %s: %v\n%s", gb.pkg, err, raw)
 		}
 		file := filepath.Join(out, strings.ReplaceAll(strings.TrimPrefix(gb.pkg, "./"), "/", "-")+".txt")
 		if err := os.WriteFile(file, raw, 0o644); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		samples := map[string][]time.Duration{}
 		for _, l := range strings.Split(string(raw), "\n") {
@@ -58,16 +59,16 @@ func benchGo(repo string, o options) ([]row, error) {
 		for k, v := range samples {
 			medians[k] = median(v)
 		}
-		s, err := benchstat(repo, gb.col, file)
+		s, err := benchstat(repo, file, "-col", gb.col, "-filter", gb.filter)
 		if err != nil {
 			logf("gobench: benchstat: %v", err)
 			s = err.Error() + "\n"
 		}
-		fmt.Fprintf(&stat, "$ benchstat -col %s %s\n%s\n", gb.col, filepath.Base(file), s)
+		fmt.Fprintf(&stat, "$ benchstat -col %s -filter '%s' %s\n%s\n", gb.col, gb.filter, filepath.Base(file), s)
 	}
 	statFile := filepath.Join(out, "benchstat.txt")
 	if err := os.WriteFile(statFile, []byte(stat.String()), 0o644); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	logf("gobench: benchstat comparisons in %s", statFile)
 
@@ -100,19 +101,20 @@ func benchGo(repo string, o options) ([]row, error) {
 		}
 		return b.String()
 	}())
-	return rows, nil
+	return rows, stat.String(), nil
 }
 
 // benchstat runs an installed benchstat, or the pinned one through the Go
 // module proxy.
-func benchstat(repo, col, file string) (string, error) {
+func benchstat(repo, file string, args ...string) (string, error) {
+	args = append(args, file)
 	var cmd *exec.Cmd
 	if p, err := exec.LookPath("benchstat"); err == nil {
-		cmd = exec.Command(p, "-col", col, file)
+		cmd = exec.Command(p, args...)
 	} else if p := filepath.Join(goEnv("GOPATH"), "bin", "benchstat"); fileExists(p) {
-		cmd = exec.Command(p, "-col", col, file)
+		cmd = exec.Command(p, args...)
 	} else {
-		cmd = exec.Command("go", "run", benchstatModule, "-col", col, file)
+		cmd = exec.Command("go", append([]string{"run", benchstatModule}, args...)...)
 	}
 	cmd.Dir = repo
 	out, err := cmd.CombinedOutput()

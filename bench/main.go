@@ -125,18 +125,20 @@ func runAll(o options) error {
 		rows = append(rows, r...)
 		logf("section %s done in %s", name, time.Since(t0).Round(time.Second))
 	}
-	var hook *hookResult
-	section("gobench", func() ([]row, error) { return benchGo(repo, o) })
+	var stat string
+	section("gobench", func() ([]row, error) {
+		r, st, err := benchGo(repo, o)
+		stat = st
+		return r, err
+	})
 	section("hook", func() ([]row, error) {
-		r, h, err := benchHook(s, o.pairs)
-		hook = h
+		r, _, err := benchHook(s, o.pairs)
 		return r, err
 	})
 	section("accept", func() ([]row, error) { return benchAccept(s, o.calls) })
 	section("storm", func() ([]row, error) { return benchStorm(s, o.storm) })
 	section("startup", func() ([]row, error) { return benchStartup(s, o) })
 	section("downtime", func() ([]row, error) { return benchDowntime(s, o.rotations) })
-	_ = hook
 
 	// Rows in section order, whatever order the sections ran in.
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Section[0] < rows[j].Section[0] })
@@ -148,7 +150,7 @@ func runAll(o options) error {
 	fmt.Println()
 	fmt.Print(m.footer())
 	if o.results != "" {
-		if err := updateResults(o.results, m, table); err != nil {
+		if err := updateResults(o.results, m, table, stat); err != nil {
 			return err
 		}
 		logf("updated %s", o.results)
@@ -250,12 +252,16 @@ const (
 
 // updateResults replaces the generated block of the results file, keeping
 // the text around it; a file without the markers gets the block appended.
-func updateResults(path string, m *machine, table string) error {
+func updateResults(path string, m *machine, table, stat string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	block := beginMarker + "\n\n" + m.footer() + "\n" + table + "\n" + endMarker
+	block := beginMarker + "\n\n" + m.footer() + "\n" + table + "\n"
+	if stat != "" {
+		block += "<details><summary>benchstat (section 6)</summary>\n\n```\n" + stat + "```\n</details>\n\n"
+	}
+	block += endMarker
 	text := string(old)
 	i, j := strings.Index(text, beginMarker), strings.Index(text, endMarker)
 	if i >= 0 && j > i {
