@@ -168,6 +168,10 @@ func TestLegoRunAndRenewHook(t *testing.T) {
 	if n := e.reloadCount(); n != 2 {
 		t.Errorf("%d reloads for two lego runs, want 2", n)
 	}
+	rep, code := statusJSON(t, e.config)
+	if r := rep.row(t, "web", "www.a.test"); code != 0 || r.Copy != copyUpToDate || r.Source != filepath.Join(store, "certificates", "a.test.crt") {
+		t.Errorf("status: exit %d, www.a.test %+v", code, r)
+	}
 }
 
 // TestLegoStoreOutsideSourceDirsIsRefused: without source_dirs the daemon
@@ -233,6 +237,31 @@ func TestAcmeShReloadcmd(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	if n := e.reloadCount(); n != 1 {
 		t.Errorf("%d reloads for two certificates in a row, want 1", n)
+	}
+
+	// status finds acme.sh's files through the journal (they are not
+	// certbot lineages), and re-reads them: acme.sh renews in place.
+	domainPath := filepath.Join(home, ".acme.sh", "a.test_ecc")
+	rep, code := statusJSON(t, e.config)
+	if r := rep.row(t, "web", "www.a.test"); code != 0 || r.Copy != copyUpToDate || r.Source != filepath.Join(domainPath, "a.test.cer") {
+		t.Fatalf("status after the reloadcmds: exit %d, www.a.test %+v", code, r)
+	}
+	// A renewal whose --reloadcmd never reached certbus.
+	l := testcerts.MustIssue(t, []string{"a.test", "www.a.test"}, testcerts.Options{})
+	for n, data := range map[string][]byte{"a.test.cer": l.CertPEM, "a.test.key": l.KeyPEM, "ca.cer": l.ChainPEM, "fullchain.cer": l.FullchainPEM()} {
+		os.WriteFile(filepath.Join(domainPath, n), data, 0o600)
+	}
+	rep, code = statusJSON(t, e.config)
+	if r := rep.row(t, "web", "a.test"); code != 1 || r.Copy != copyOutdated || r.Fingerprint != l.Fingerprint {
+		t.Fatalf("status after a renewal certbus missed: exit %d, a.test %+v", code, r)
+	}
+	if out, errs, code := status(t, e.config, "--bus", e.bus.Address, "--fix"); code != 0 {
+		t.Fatalf("status --fix: exit %d\n%s\n%s", code, out, errs)
+	}
+	for _, d := range []string{"a.test", "www.a.test"} {
+		if got := e.installed(t, d); !bytes.Equal(got, l.FullchainPEM()) {
+			t.Errorf("%s: --fix did not install acme.sh's renewed certificate", d)
+		}
 	}
 }
 
