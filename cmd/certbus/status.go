@@ -149,7 +149,7 @@ type statusRow struct {
 	Source      string    `json:"source,omitempty"`
 	Fingerprint string    `json:"fingerprint,omitempty"`
 	NotAfter    time.Time `json:"not_after,omitzero"`
-	DaysLeft    int       `json:"days_left"`
+	DaysLeft    *int      `json:"days_left,omitempty"`
 	Written     time.Time `json:"written,omitzero"`
 
 	Copy       string `json:"copy"`
@@ -207,10 +207,11 @@ func (o *statusOptions) run(ctx context.Context) error {
 	}
 	rep := o.collect(ctx, cfg)
 	if o.fix {
-		if fr := o.runFix(ctx, rep); fr != nil {
+		fr := o.runFix(ctx, rep)
+		if len(fr.Deployed) > 0 || fr.Error != "" {
 			rep = o.collect(ctx, cfg)
-			rep.Fix = fr
 		}
+		rep.Fix = fr
 	}
 	if o.json {
 		enc := json.NewEncoder(o.g.stdout)
@@ -315,12 +316,13 @@ func (o *statusOptions) fillRow(ctx context.Context, row *statusRow, s *apps.Spe
 		return
 	}
 	row.Source, row.Fingerprint, row.NotAfter, row.Written = src.path, src.fp, src.leaf.NotAfter.UTC(), src.written.UTC()
-	row.DaysLeft = int(src.leaf.NotAfter.Sub(now).Hours() / 24)
+	days := int(src.leaf.NotAfter.Sub(now).Hours() / 24)
+	row.DaysLeft = &days
 	switch left := src.leaf.NotAfter.Sub(now); {
 	case left <= 0:
 		row.Problems = append(row.Problems, "certificate expired on "+src.leaf.NotAfter.UTC().Format(time.DateOnly))
 	case left < time.Duration(o.warnDays)*24*time.Hour:
-		row.Problems = append(row.Problems, fmt.Sprintf("certificate expires in %d day(s), on %s", row.DaysLeft, src.leaf.NotAfter.UTC().Format(time.DateOnly)))
+		row.Problems = append(row.Problems, fmt.Sprintf("certificate expires in %d day(s), on %s", days, src.leaf.NotAfter.UTC().Format(time.DateOnly)))
 	}
 
 	// What the daemon reads, and since when it holds this certificate.
@@ -486,6 +488,9 @@ func findSources(cfg *config.Config, entries []journal.Entry, warn func(string, 
 		warn("%v", err)
 	}
 	for _, l := range lineages {
+		if len(l.Names) == 0 {
+			continue // no DNS name: nothing certbus can serve
+		}
 		info := hooks.LineageDomains(l.Dir, l.Names[:1])[l.Names[0]]
 		s := load(filepath.Join(l.Dir, "cert.pem"), info)
 		for _, n := range l.Names {
@@ -853,7 +858,7 @@ func needsFix(r statusRow) bool {
 // runFix deploys again, through the daemon, the certificates of the rows
 // that need it: one pre, a deploy per certificate, one post, so that each
 // app reloads once; it waits for the post's results. The deploys reach
-// every app serving those domains, as a renewal would. It returns nil when
+// every app serving those domains, as a renewal would. Nothing is sent when
 // nothing needs fixing.
 func (o *statusOptions) runFix(ctx context.Context, rep *statusReport) *fixReport {
 	groups := map[string]map[string]bool{}
@@ -868,10 +873,10 @@ func (o *statusOptions) runFix(ctx context.Context, rep *statusReport) *fixRepor
 		groups[r.src.path][r.Domain] = true
 		srcs[r.src.path] = r.src
 	}
-	if len(groups) == 0 {
-		return nil
-	}
 	fr := &fixReport{Deployed: []fixDeploy{}, Results: []fixResult{}}
+	if len(groups) == 0 {
+		return fr
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	c, err := bus.Dial(o.g.bus)
@@ -990,7 +995,7 @@ func (o *statusOptions) printHuman(rep *statusReport) {
 		for _, r := range rep.Rows {
 			exp := cell{s: "-"}
 			if r.src != nil {
-				exp = cell{s: fmt.Sprintf("%s (%dd)", r.NotAfter.Local().Format(time.DateOnly), r.DaysLeft), c: green}
+				exp = cell{s: fmt.Sprintf("%s (%dd)", r.NotAfter.Local().Format(time.DateOnly), *r.DaysLeft), c: green}
 				if r.NotAfter.Before(rep.Time.Add(time.Duration(o.warnDays) * 24 * time.Hour)) {
 					exp.c = red
 				}
@@ -1028,6 +1033,9 @@ func (o *statusOptions) printHuman(rep *statusReport) {
 
 	if rep.Fix != nil {
 		fmt.Fprintln(w, "\nFIX")
+		if len(rep.Fix.Deployed) == 0 && rep.Fix.Error == "" {
+			fmt.Fprintln(w, "nothing to fix")
+		}
 		for _, d := range rep.Fix.Deployed {
 			fmt.Fprintf(w, "deploy %s: %s (%s)\n", d.Event, strings.Join(d.Domains, " "), d.Source)
 		}

@@ -390,6 +390,14 @@ func TestStatusFixRedeploysAnOutdatedCopy(t *testing.T) {
 	if _, _, code := status(t, e.config); code != 0 {
 		t.Errorf("status after --fix: exit %d, want 0", code)
 	}
+	// Nothing left to fix: nothing is sent.
+	if out, _, code := status(t, e.config, "--bus", e.bus.Address, "--fix"); code != 0 || !strings.Contains(out, "nothing to fix") {
+		t.Errorf("second --fix: exit %d\n%s", code, out)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if n := e.reloadCount(); n != 2 {
+		t.Errorf("%d reloads after a --fix with nothing to fix, want still 2", n)
+	}
 }
 
 // TestStatusFixWithoutDaemon: --fix with no daemon to ask fails, saying so.
