@@ -296,6 +296,7 @@ HOOK=%q
 CHALLENGETYPE="http-01"
 CURL_OPTS="--cacert %s"
 CONTACT_EMAIL="admin@a.test"
+KEYSIZE=2048
 `, p.DirectoryURL, base, wellknown, hook, p.CABundle)), 0o644)
 	run := func(args ...string) string {
 		t.Helper()
