@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,37 +18,11 @@ import (
 	"github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
 
-	"github.com/certbus/certbus/apps"
+	_ "github.com/certbus/certbus/apps/signal" // a PID file's daemon, until apps/all links it
 	"github.com/certbus/certbus/internal/applied"
-	"github.com/certbus/certbus/internal/config"
 	"github.com/certbus/certbus/internal/testcerts"
 	"github.com/certbus/certbus/internal/testutil"
 )
-
-// The status tests need an app whose daemon is known by a PID file. The
-// built-in types that signal a PID file's process belong to another
-// package's work; this type, linked into the test binary only, is the
-// generic form: no copy, a signal to the PID file's process.
-func init() {
-	apps.Register(apps.Type{
-		Name: "test-pidfile",
-		Doc:  "tests: signal the process of options.pid_file",
-		Build: func(a *config.App, env *apps.Env) (*apps.Spec, error) {
-			var o struct {
-				PIDFile string `yaml:"pid_file"`
-			}
-			if err := a.DecodeOptions(&o); err != nil {
-				return nil, err
-			}
-			s, err := apps.BuildCommon(a, env, apps.Defaults{})
-			if err != nil {
-				return nil, err
-			}
-			s.Reloaders = append(s.Reloaders, &apps.SignalReloader{PIDFile: o.PIDFile, Signal: syscall.SIGHUP})
-			return s, nil
-		},
-	})
-}
 
 // statusEnv is a config with its directories, for status runs that need no
 // daemon.
@@ -70,8 +43,8 @@ func newStatusEnv(t *testing.T, appsYAML string) *statusEnv {
 	return e
 }
 
-// status runs `certbus status` in this process (so that test-pidfile is
-// known) and returns stdout, stderr and the exit code.
+// status runs `certbus status` in this process (so that the signal app
+// type is linked in) and returns stdout, stderr and the exit code.
 func status(t *testing.T, config string, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errb bytes.Buffer
@@ -148,12 +121,12 @@ func tlsServer(t *testing.T, l *testcerts.Leaf) string {
 // dead PID, and a probe that settles a stale verdict.
 func TestStatusDaemonStates(t *testing.T) {
 	e := newStatusEnv(t, `apps:
-  - {name: old, type: test-pidfile, domains: [a.test], options: {pid_file: $DIR/old.pid}}
-  - {name: new, type: test-pidfile, domains: [a.test], options: {pid_file: $DIR/new.pid}}
-  - {name: reloaded, type: test-pidfile, domains: [a.test], options: {pid_file: $DIR/reloaded.pid}}
-  - {name: stopped, type: test-pidfile, domains: [a.test], options: {pid_file: $DIR/stopped.pid}}
+  - {name: old, type: signal, domains: [a.test], options: {pid_file: $DIR/old.pid}}
+  - {name: new, type: signal, domains: [a.test], options: {pid_file: $DIR/new.pid}}
+  - {name: reloaded, type: signal, domains: [a.test], options: {pid_file: $DIR/reloaded.pid}}
+  - {name: stopped, type: signal, domains: [a.test], options: {pid_file: $DIR/stopped.pid}}
   - {name: bycommand, type: service, domains: [a.test], reload: {command: [/bin/true]}}
-  - {name: probed, type: test-pidfile, domains: [a.test], options: {pid_file: $DIR/old.pid}, verify: {address: "$TLS"}}
+  - {name: probed, type: signal, domains: [a.test], options: {pid_file: $DIR/old.pid}, verify: {address: "$TLS"}}
 `)
 	startProcess(t, filepath.Join(e.dir, "old.pid"))
 	startProcess(t, filepath.Join(e.dir, "reloaded.pid"))
