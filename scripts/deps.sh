@@ -1,8 +1,9 @@
 #!/bin/sh
 # Install what certbus's build, tests and demo need on Debian, only when it is
-# missing. Usage: scripts/deps.sh [demo|test]
+# missing. Usage: scripts/deps.sh [demo|test|bench]
 #   demo: the pipeline's tools (dbus, certbot, pebble, openssl)
-#   test: those plus the real daemons the tests drive
+#   test: those plus the real daemons and ACME clients the tests drive
+#   bench: the demo's plus apache2 and wrk
 # Daemons are installed with a policy-rc.d that forbids starting them: tests
 # start their own copies on loopback.
 set -eu
@@ -15,6 +16,12 @@ if [ "$what" = test ]; then
 	need="$need pg_ctlcluster:postgresql postfix:postfix dovecot:dovecot-core turnserver:coturn dpkg-deb:dpkg"
 	# dovecot-core alone has no IMAP service (imap-login is in dovecot-imapd).
 	need="$need /usr/lib/dovecot/imap-login:dovecot-imapd"
+	# ACME clients besides certbot (Debian's lego saves building it from the
+	# module proxy, minutes), and small tools the tests use.
+	need="$need dehydrated:dehydrated lego:lego curl:curl patch:patch /usr/bin/python3:python3"
+fi
+if [ "$what" = bench ]; then
+	need="$need apache2:apache2 wrk:wrk"
 fi
 
 missing=""
