@@ -1,5 +1,5 @@
 // Package hooks turns what ACME clients hand their hooks (certbot's
-// environment, later lego's, acme.sh's and dehydrated's) into certbus
+// environment, lego's, acme.sh's, dehydrated's arguments) into certbus
 // events, writes the hook scripts certbot runs, and keeps the spool for
 // events the daemon could not take. It sends events through the bus client;
 // it does not validate certificates (the daemon does, at its edge).
