@@ -20,10 +20,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -103,6 +105,17 @@ func runAll(o options) error {
 		return err
 	}
 	defer s.close()
+	// An interrupted run still stops what it started and removes its tree.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		if _, ok := <-sigs; ok {
+			logf("interrupted: stopping what the bench started")
+			s.close()
+			os.Exit(130)
+		}
+	}()
 	if o.daemonEnv != "" {
 		s.daemonEnv = strings.Split(o.daemonEnv, ",")
 	}
