@@ -28,7 +28,8 @@ type Verifier func(ctx context.Context, v VerifySpec, serverName, fingerprint st
 // Recorder is told what each app successfully applied, for catch-up after a
 // restart and for status.
 type Recorder interface {
-	Applied(app, domain string, m *event.Material) error
+	// Applied records, in one write, the material per domain app applied.
+	Applied(app string, domains map[string]*event.Material) error
 }
 
 // Options configure a Runner.
@@ -381,13 +382,11 @@ func (a *appRunner) rollback(ctx context.Context, snaps map[string]install.Snaps
 }
 
 func (a *appRunner) applied(pending map[string]*event.Material) {
-	if a.opts.Recorder == nil {
+	if a.opts.Recorder == nil || len(pending) == 0 {
 		return
 	}
-	for d, m := range pending {
-		if err := a.opts.Recorder.Applied(a.spec.Name, d, m); err != nil {
-			a.log.Warn("record applied certificate", zap.String("domain", d), zap.Error(err))
-		}
+	if err := a.opts.Recorder.Applied(a.spec.Name, pending); err != nil {
+		a.log.Warn("record applied certificates", zap.Error(err))
 	}
 }
 

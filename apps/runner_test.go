@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -322,5 +323,29 @@ func TestPendingDebounceJoinsARun(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := reloads(); n != 1 {
 		t.Errorf("%d reloads, want 1", n)
+	}
+}
+
+func TestIndexMatchesServes(t *testing.T) {
+	mk := func(name string, doms ...string) *apps.Spec {
+		return build(t, config.App{Name: name, Domains: doms}, fast)
+	}
+	specs := []*apps.Spec{mk("all", "*"), mk("exact", "a.test", "b.test"), mk("wild", "*.w.test"), mk("both", "a.test", "*.a.test")}
+	x := apps.NewIndex(specs)
+	for _, d := range []string{"a.test", "b.test", "x.w.test", "w.test", "*.w.test", "y.a.test", "c.test", "x.y.w.test"} {
+		var want, got []string
+		for _, s := range specs {
+			if s.Serves(d) {
+				want = append(want, s.Name)
+			}
+		}
+		for _, s := range x.Lookup(d) {
+			got = append(got, s.Name)
+		}
+		sort.Strings(want)
+		sort.Strings(got)
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("Lookup(%q) = %v, Serves says %v", d, got, want)
+		}
 	}
 }

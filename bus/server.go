@@ -54,6 +54,9 @@ type Server struct {
 	// a restart); nil: none.
 	History func(id string) ([]Result, bool)
 
+	callersMu sync.Mutex
+	callers   map[string]callerID
+
 	mu      sync.Mutex // serialises accept: journal order = emit order
 	seq     uint64
 	closing atomic.Bool
@@ -215,27 +218,68 @@ type Result struct {
 }
 
 // checkCaller is the daemon's own lock, independent of the bus policy.
+// The caller's uid comes from the bus (GetConnectionCredentials, which
+// carries what GetConnectionUnixUser does plus the groups the bus itself
+// judges membership by); a unique name is never reused on a bus, so the
+// answer is cached per sender.
 func (s *Server) checkCaller(sender dbus.Sender) *dbus.Error {
-	var uid uint32
-	err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, string(sender)).Store(&uid)
+	c, err := s.caller(string(sender))
 	if err != nil {
 		s.log.Warn("caller check failed", zap.String("sender", string(sender)), zap.Error(err))
 		return dbus.NewError(ErrAccessDenied, []any{"cannot identify the caller"})
 	}
-	// Group membership as the bus itself sees it (the caller's groups when it
-	// connected, SO_PEERGROUPS), so the daemon and the policy agree.
-	var creds map[string]dbus.Variant
-	var gids []uint32
-	if s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionCredentials", 0, string(sender)).Store(&creds) == nil {
-		if v, ok := creds["UnixGroupIDs"]; ok {
-			gids, _ = v.Value().([]uint32)
-		}
-	}
-	if err := s.allowed(uid, gids); err != nil {
-		s.log.Warn("caller refused", zap.String("sender", string(sender)), zap.Uint32("uid", uid), zap.Error(err))
+	if err := s.allowed(c.uid, c.gids); err != nil {
+		s.log.Warn("caller refused", zap.String("sender", string(sender)), zap.Uint32("uid", c.uid), zap.Error(err))
 		return dbus.NewError(ErrAccessDenied, []any{err.Error()})
 	}
 	return nil
+}
+
+type callerID struct {
+	uid  uint32
+	gids []uint32 // nil: the bus did not say
+}
+
+// maxCallers bounds the per-sender cache.
+const maxCallers = 1024
+
+func (s *Server) caller(sender string) (callerID, error) {
+	s.callersMu.Lock()
+	c, ok := s.callers[sender]
+	s.callersMu.Unlock()
+	if ok {
+		return c, nil
+	}
+	var creds map[string]dbus.Variant
+	if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionCredentials", 0, sender).Store(&creds); err == nil {
+		if v, ok := creds["UnixUserID"]; ok {
+			if uid, ok := v.Value().(uint32); ok {
+				c = callerID{uid: uid}
+				if g, ok := creds["UnixGroupIDs"]; ok {
+					c.gids, _ = g.Value().([]uint32)
+				}
+				s.remember(sender, c)
+				return c, nil
+			}
+		}
+	}
+	// Older buses: the uid alone, groups from the user database.
+	var uid uint32
+	if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, sender).Store(&uid); err != nil {
+		return callerID{}, err
+	}
+	c = callerID{uid: uid}
+	s.remember(sender, c)
+	return c, nil
+}
+
+func (s *Server) remember(sender string, c callerID) {
+	s.callersMu.Lock()
+	defer s.callersMu.Unlock()
+	if s.callers == nil || len(s.callers) >= maxCallers {
+		s.callers = map[string]callerID{}
+	}
+	s.callers[sender] = c
 }
 
 func (s *Server) allowed(uid uint32, gids []uint32) error {

@@ -31,7 +31,9 @@ func (d *Delivery) Failed() []bus.Result {
 // SendOptions say where and how to deliver.
 type SendOptions struct {
 	Bus      string
-	StateDir string // for the spool
+	// StateDir finds the spool's directory; it is called only when the
+	// event has to be spooled, so a delivery never pays for reading config.
+	StateDir func() string
 	Wait     bool
 	Timeout  time.Duration
 }
@@ -63,7 +65,7 @@ func Send(ctx context.Context, o SendOptions, op string, domains Domains) (*Deli
 	if !errors.As(err, &ue) {
 		return nil, err
 	}
-	p, serr := Spool(o.StateDir, op, domains)
+	p, serr := Spool(o.StateDir(), op, domains)
 	if serr != nil {
 		return nil, fmt.Errorf("%v; and spooling failed too: %w", err, serr)
 	}

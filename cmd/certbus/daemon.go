@@ -42,6 +42,7 @@ type daemon struct {
 	server  *bus.Server
 	units   *unitControl
 	applied *applied.Store
+	specs   []*apps.Spec // built once at start; the runner owns them after
 
 	mu     sync.Mutex // guards runner and cfg across SIGHUP
 	runner *apps.Runner
@@ -53,7 +54,7 @@ func newDaemon(o daemonOptions) (*daemon, error) {
 		return nil, err
 	}
 	d := &daemon{opts: o, log: o.Log, cfg: cfg, units: &unitControl{bus: o.Bus}}
-	if _, err := d.buildSpecs(cfg); err != nil {
+	if d.specs, err = d.buildSpecs(cfg); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -103,14 +104,13 @@ func (d *daemon) Run(ctx context.Context) error {
 	}
 	d.signal = signals.New[*event.Event](0)
 	d.signal.Observe(func(id string, r signals.Result) {
+		// Results are written without an fsync of their own: the event is
+		// already durable, and the next event's fsync makes them so too.
 		if err := d.journal.AppendResults(id, map[string]journal.EntryOutcome{r.Subscriber: {Status: string(r.Status), Message: r.Message}}); err != nil {
 			d.log.Warn("journal result", zap.String("event", id), zap.Error(err))
 		}
 	})
-	specs, err := d.buildSpecs(d.cfg)
-	if err != nil {
-		return err
-	}
+	specs := d.specs
 	if d.runner, err = apps.NewRunner(d.signal, specs, d.runnerOptions()); err != nil {
 		return err
 	}
@@ -183,22 +183,20 @@ func (d *daemon) catchUp(ctx context.Context) {
 		apps  []string
 	}
 	var todo []deploy
+	index := apps.NewIndex(specs)
 	for _, l := range lineages {
 		dep := deploy{dir: l.Dir}
 		names := map[string]bool{}
-		for _, s := range specs {
-			missed := false
-			for _, n := range l.Names {
-				if !s.Serves(n) {
-					continue
-				}
+		missedBy := map[string]bool{}
+		for _, n := range l.Names {
+			for _, s := range index.Lookup(n) {
 				if r, ok := d.applied.Get(s.Name, n); !ok || r.Fingerprint != l.Fingerprint {
-					missed = true
 					names[n] = true
+					if !missedBy[s.Name] {
+						missedBy[s.Name] = true
+						dep.apps = append(dep.apps, s.Name)
+					}
 				}
-			}
-			if missed {
-				dep.apps = append(dep.apps, s.Name)
 			}
 		}
 		if len(dep.apps) == 0 {
@@ -367,6 +365,11 @@ func verifyLeaf(ctx context.Context, v apps.VerifySpec, serverName, fingerprint 
 // recorder keeps what each app applied, for catch-up and status.
 type recorder struct{ s *applied.Store }
 
-func (r recorder) Applied(app, domain string, m *event.Material) error {
-	return r.s.Set(app, domain, applied.Record{Fingerprint: m.Fingerprint, NotAfter: m.NotAfter, Lineage: m.Paths[event.KeyLineage], Time: time.Now().UTC()})
+func (r recorder) Applied(app string, domains map[string]*event.Material) error {
+	now := time.Now().UTC()
+	recs := make(map[string]applied.Record, len(domains))
+	for d, m := range domains {
+		recs[d] = applied.Record{Fingerprint: m.Fingerprint, NotAfter: m.NotAfter, Lineage: m.Paths[event.KeyLineage], Time: now}
+	}
+	return r.s.SetMany(app, recs)
 }

@@ -59,7 +59,7 @@ func (o *hookOptions) run(ctx context.Context, kind string) error {
 // stateDir finds the spool's home from the config; a missing or broken
 // config falls back to the default rather than losing the event.
 func (o *hookOptions) stateDir() (string, error) {
-	cfg, err := config.Load(o.g.config)
+	cfg, err := config.LoadMain(o.g.config)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return config.DefaultStateDir, nil
@@ -70,7 +70,12 @@ func (o *hookOptions) stateDir() (string, error) {
 }
 
 func (o *hookOptions) send(ctx context.Context, kind string, domains hooks.Domains) error {
-	stateDir, cfgErr := o.stateDir()
+	var cfgErr error
+	stateDir := func() string {
+		var dir string
+		dir, cfgErr = o.stateDir()
+		return dir
+	}
 	d, err := hooks.Send(ctx, hooks.SendOptions{Bus: o.g.bus, StateDir: stateDir, Wait: o.wait, Timeout: o.timeout}, kind, domains)
 	var rej *bus.RejectedError
 	switch {

@@ -57,15 +57,28 @@ func (s *Store) Get(app, domain string) (Record, bool) {
 
 // Set records and persists what app applied for domain.
 func (s *Store) Set(app, domain string, r Record) error {
+	return s.SetMany(app, map[string]Record{domain: r})
+}
+
+// SetMany records what app applied for several domains, with one write of
+// the file (a reload covers every domain of a renewal run at once).
+func (s *Store) SetMany(app string, recs map[string]Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m[app] == nil {
 		s.m[app] = map[string]Record{}
 	}
-	if old, ok := s.m[app][domain]; ok && old.Fingerprint == r.Fingerprint {
+	changed := false
+	for d, r := range recs {
+		if old, ok := s.m[app][d]; ok && old.Fingerprint == r.Fingerprint {
+			continue
+		}
+		s.m[app][d] = r
+		changed = true
+	}
+	if !changed {
 		return nil
 	}
-	s.m[app][domain] = r
 	return s.save()
 }
 

@@ -154,6 +154,16 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
+// LoadMain reads only the main file (defaults applied, drop-ins not read):
+// enough for a hook that needs state_dir.
+func LoadMain(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
 // Parse decodes the main file and applies defaults; drop-ins are not read.
 func Parse(file string, data []byte) (*Config, error) {
 	c := &Config{File: file}

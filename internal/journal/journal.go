@@ -93,7 +93,9 @@ func FromEvent(e *event.Event) Entry {
 }
 
 // Append writes one entry and fsyncs it before returning.
-func (j *Journal) Append(en Entry) error {
+func (j *Journal) Append(en Entry) error { return j.append(en, true) }
+
+func (j *Journal) append(en Entry, sync bool) error {
 	line, err := json.Marshal(en)
 	if err != nil {
 		return fmt.Errorf("encode journal entry: %w", err)
@@ -112,8 +114,10 @@ func (j *Journal) Append(en Entry) error {
 	if _, err := j.f.Write(line); err != nil {
 		return fmt.Errorf("write journal: %w", err)
 	}
-	if err := j.f.Sync(); err != nil {
-		return fmt.Errorf("sync journal: %w", err)
+	if sync {
+		if err := j.f.Sync(); err != nil {
+			return fmt.Errorf("sync journal: %w", err)
+		}
 	}
 	j.size += int64(len(line))
 	return nil
@@ -176,9 +180,11 @@ func (j *Journal) Recent(n int) ([]Entry, error) {
 	return out, nil
 }
 
-// AppendResults journals the outcome of an event's apps.
+// AppendResults journals the outcome of an event's apps. It does not
+// fsync: a result lost in a crash is redone by catch-up, and the next
+// event's fsync covers it.
 func (j *Journal) AppendResults(id string, results map[string]EntryOutcome) error {
-	return j.Append(Entry{ID: id, Results: results})
+	return j.append(Entry{ID: id, Results: results}, false)
 }
 
 // Close closes the journal file.
