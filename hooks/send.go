@@ -30,7 +30,7 @@ func (d *Delivery) Failed() []bus.Result {
 
 // SendOptions say where and how to deliver.
 type SendOptions struct {
-	Bus      string
+	Bus string
 	// StateDir finds the spool's directory; it is called only when the
 	// event has to be spooled, so a delivery never pays for reading config.
 	StateDir func() string
