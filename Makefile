@@ -42,8 +42,11 @@ deb:
 system-test: deb
 	bash test/system/run.sh dist
 
+# Benchmarks against their baselines, side by side (root; about 3 minutes):
+# prints one table and rewrites bench/RESULTS.md.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@sh scripts/deps.sh bench
+	$(GO) run ./bench -bin $(BIN) -results bench/RESULTS.md
 
 clean:
 	rm -rf bin dist
