@@ -4,6 +4,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Reasons a hook counts as legacy, as shown in the report.
@@ -19,7 +20,7 @@ var dbusClients = map[string]bool{
 	"busctl": true, "gdbus": true, "dbus-send": true, "qdbus": true, "qdbus6": true, "qdbus-qt5": true,
 }
 
-var reAssignment = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
+var reAssignment = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`) })
 
 // legacyReason says why command is a per-domain dispatcher hook that the
 // certbus directory hooks supersede, or returns "" for any other command.
@@ -33,7 +34,7 @@ func legacyReason(command string) string {
 		return ""
 	}
 	// Skip what only sets up the environment: "env", "exec", VAR=value.
-	for len(words) > 0 && (words[0] == "env" || words[0] == "exec" || reAssignment.MatchString(words[0])) {
+	for len(words) > 0 && (words[0] == "env" || words[0] == "exec" || reAssignment().MatchString(words[0])) {
 		words = words[1:]
 	}
 	if len(words) == 0 {

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -21,6 +22,12 @@ import (
 // pyWS is the set Python's \s and str.isspace use for str patterns.
 const pyWS = `\t\n\v\f\r \x1c-\x1f\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}`
 
+// lazy compiles a pattern on first use: the certbus binary is also the
+// hook certbot runs, and its start-up should not pay for migrate's regexps.
+func lazy(re string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return build(re) })
+}
+
 // build compiles re after expanding {ws} (Python's whitespace class),
 // {nws} (its complement) and {wsc} (its members, for use inside a class).
 func build(re string) *regexp.Regexp {
@@ -31,27 +38,29 @@ func build(re string) *regexp.Regexp {
 var (
 	// A section header: indentation, one or more '[', a name (quoted, or
 	// unquoted starting with a non-space), as many ']', an optional comment.
-	reSection = build(`^({ws}*)((?:\[{ws}*)+)("{ws}*{nws}.*?{ws}*"|'{ws}*{nws}.*?{ws}*'|[^'"{wsc}].*?)((?:{ws}*\])+){ws}*(#.*)?$`)
+	reSection = lazy(`^({ws}*)((?:\[{ws}*)+)("{ws}*{nws}.*?{ws}*"|'{ws}*{nws}.*?{ws}*'|[^'"{wsc}].*?)((?:{ws}*\])+){ws}*(#.*)?$`)
 
 	// A key line: indentation, a key (quoted, or unquoted not starting with
 	// '='), '=', then everything else as the raw value.
-	reKey = build(`^({ws}*)(".*?"|'.*?'|[^'"=].*?){ws}*={ws}*(.*)$`)
+	reKey = lazy(`^({ws}*)(".*?"|'.*?'|[^'"=].*?){ws}*={ws}*(.*)$`)
 
 	// A raw value with list values on: zero or more "item," then an optional
 	// last item, or a lone comma (the empty list); then an optional comment.
 	// ConfigObj guards its empty last item with a look-behind for ',', which
 	// Go lacks; an empty last item after a comma means "no item" in both.
-	reValue = build(`^(?:((?:(?:".*?"|'.*?'|[^'",#][^,#]*?){ws}*,{ws}*)*)(".*?"|'.*?'|[^'",#{wsc}][^,]*?|)?|(,)){ws}*(#.*)?$`)
+	reValue = lazy(`^(?:((?:(?:".*?"|'.*?'|[^'",#][^,#]*?){ws}*,{ws}*)*)(".*?"|'.*?'|[^'",#{wsc}][^,]*?|)?|(,)){ws}*(#.*)?$`)
 
 	// One "item," of a list, for splitting the list part of a value.
-	reListItem = build(`(".*?"|'.*?'|[^'",#]?.*?){ws}*,{ws}*`)
+	reListItem = lazy(`(".*?"|'.*?'|[^'",#]?.*?){ws}*,{ws}*`)
 
 	// Triple-quoted values: opened and closed on one line, or closed on a
 	// later line; either way only a comment may follow the closing quotes.
-	reTriple = map[string][2]*regexp.Regexp{
-		`'''`: {build(`^'''(.*?)'''{ws}*(#.*)?$`), build(`^(.*?)'''{ws}*(#.*)?$`)},
-		`"""`: {build(`^"""(.*?)"""{ws}*(#.*)?$`), build(`^(.*?)"""{ws}*(#.*)?$`)},
-	}
+	reTriple = sync.OnceValue(func() map[string][2]*regexp.Regexp {
+		return map[string][2]*regexp.Regexp{
+			`'''`: {build(`^'''(.*?)'''{ws}*(#.*)?$`), build(`^(.*?)'''{ws}*(#.*)?$`)},
+			`"""`: {build(`^"""(.*?)"""{ws}*(#.*)?$`), build(`^(.*?)"""{ws}*(#.*)?$`)},
+		}
+	})
 )
 
 // plinthMarker is the first line FreedomBox (Plinth) put into every renewal
@@ -171,7 +180,7 @@ func scan(data []byte) (*scanResult, error) {
 			return &ParseError{Line: i + 1, Msg: fmt.Sprintf(format, args...)}
 		}
 
-		if m := reSection.FindStringSubmatch(text); m != nil {
+		if m := reSection().FindStringSubmatch(text); m != nil {
 			depth := strings.Count(m[2], "[")
 			if depth != strings.Count(m[4], "]") {
 				return nil, fail("section header has %d '[' but %d ']'", depth, strings.Count(m[4], "]"))
@@ -197,7 +206,7 @@ func scan(data []byte) (*scanResult, error) {
 			continue
 		}
 
-		m := reKey.FindStringSubmatch(text)
+		m := reKey().FindStringSubmatch(text)
 		if m == nil {
 			return nil, fail("neither a [section] nor a key = value line")
 		}
@@ -238,7 +247,7 @@ func scan(data []byte) (*scanResult, error) {
 // plainValue reads a value that does not start with triple quotes. A list
 // comes back with its items joined by ",".
 func plainValue(raw string) (value string, list bool, err error) {
-	m := reValue.FindStringSubmatchIndex(raw)
+	m := reValue().FindStringSubmatchIndex(raw)
 	if m == nil {
 		return "", false, fmt.Errorf("badly quoted value or invalid list: %s", clip(raw))
 	}
@@ -257,7 +266,7 @@ func plainValue(raw string) (value string, list bool, err error) {
 		return unquote(last), false, nil
 	}
 	var items []string
-	for _, it := range reListItem.FindAllStringSubmatch(listPart, -1) {
+	for _, it := range reListItem().FindAllStringSubmatch(listPart, -1) {
 		if it[1] == "" {
 			return "", false, fmt.Errorf("empty item in list value: %s", clip(raw))
 		}
@@ -282,7 +291,7 @@ func clip(s string) string {
 // tripleQuoted reads a value opened with q on line i, which may close on a
 // later line. It returns the value and the index of the closing line.
 func tripleQuoted(lines []physLine, i int, q, raw string) (string, int, error) {
-	one, closing := reTriple[q][0], reTriple[q][1]
+	one, closing := reTriple()[q][0], reTriple()[q][1]
 	if m := one.FindStringSubmatch(raw); m != nil {
 		return m[1], i, nil
 	}

@@ -79,13 +79,11 @@ mkdir -p "$work/bin"
 	-ldflags "-s -w -X main.version=$version" -o "$work/bin/certbus" ./cmd/certbus)
 
 # The generated files come from running certbus, so they need a binary for
-# this machine.
-genbin=$work/bin/certbus
-if [ "$goos/$goarch" != "$(go env GOHOSTOS)/$(go env GOHOSTARCH)" ]; then
-	log "cross build: building a host binary to generate man pages and completions"
-	(cd "$repo" && CGO_ENABLED=0 GOOS= GOARCH= go build -trimpath -o "$work/bin/certbus-host" ./cmd/certbus)
-	genbin=$work/bin/certbus-host
-fi
+# this machine, built with the genman tag (the hidden gen-man command is not
+# in the shipped binary: it would slow the hook's start-up).
+genbin=$work/bin/certbus-gen
+log "building a host binary with gen-man to generate man pages and completions"
+(cd "$repo" && CGO_ENABLED=0 GOOS= GOARCH= go build -tags genman -trimpath -o "$genbin" ./cmd/certbus)
 
 # The FHS tree. Modes are set explicitly: the umask of whoever builds must not
 # leak into the package.

@@ -1,3 +1,5 @@
+//go:build genman
+
 package main
 
 import (
@@ -7,6 +9,11 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 )
+
+// gen-man is built only with -tags genman (scripts/build-deb.sh does): the
+// shipped binary is also the hook certbot runs, and cobra/doc's markdown
+// renderer would only add to its start-up.
+func init() { extraCommands = append(extraCommands, newGenManCmd) }
 
 // newGenManCmd writes the man pages at build time (make deb); hidden.
 func newGenManCmd(g *globalOptions) *cobra.Command {

@@ -48,6 +48,9 @@ func envOr(name, def string) string {
 	return def
 }
 
+// extraCommands are added by files built only with a build tag.
+var extraCommands []func(*globalOptions) *cobra.Command
+
 func newRootCmd(g *globalOptions) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "certbus",
@@ -70,8 +73,10 @@ func newRootCmd(g *globalOptions) *cobra.Command {
 		newMigrateCmd(g),
 		newStatusCmd(g),
 		newVersionCmd(g),
-		newGenManCmd(g),
 	)
+	for _, c := range extraCommands {
+		root.AddCommand(c(g))
+	}
 	return root
 }
 
