@@ -106,27 +106,36 @@ func ScanLineages(letsencryptDir string) ([]Lineage, []error) {
 			continue // README
 		}
 		dir := filepath.Join(live, e.Name())
-		data, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
+		fp, names, err := CertFile(filepath.Join(dir, "cert.pem"))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("lineage %s: %w", dir, err))
 			continue
 		}
-		block, _ := pem.Decode(data)
-		if block == nil {
-			errs = append(errs, fmt.Errorf("lineage %s: cert.pem holds no PEM block", dir))
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("lineage %s: %w", dir, err))
-			continue
-		}
-		sum := sha256.Sum256(c.Raw)
-		l := Lineage{Dir: dir, Fingerprint: hex.EncodeToString(sum[:])}
-		for _, n := range c.DNSNames {
-			l.Names = append(l.Names, strings.ToLower(n))
-		}
+		l := Lineage{Dir: dir, Fingerprint: fp, Names: names}
 		out = append(out, l)
 	}
 	return out, errs
+}
+
+// CertFile reads the first certificate of a PEM file and returns its
+// SHA-256 fingerprint (hex) and its DNS names, lower-case.
+func CertFile(path string) (string, []string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return "", nil, fmt.Errorf("%s holds no PEM block", path)
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", path, err)
+	}
+	sum := sha256.Sum256(c.Raw)
+	names := make([]string, 0, len(c.DNSNames))
+	for _, n := range c.DNSNames {
+		names = append(names, strings.ToLower(n))
+	}
+	return hex.EncodeToString(sum[:]), names, nil
 }

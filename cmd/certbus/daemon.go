@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -130,6 +132,48 @@ func (d *daemon) Run(ctx context.Context) error {
 	return nil
 }
 
+// sourceDeploy is the newest deploy of a domain from outside letsencrypt_dir.
+type sourceDeploy struct {
+	domain, fingerprint string
+	paths               map[string]string
+}
+
+// sourceDeploys lists, per domain, the files the last journaled deploy from
+// outside letsencrypt_dir named, with the certificate they hold now.
+func (d *daemon) sourceDeploys() []sourceDeploy {
+	if len(d.cfg.SourceDirs) == 0 {
+		return nil
+	}
+	entries, err := d.journal.Recent(journalHistory)
+	if err != nil {
+		d.log.Warn("catch-up: read journal", zap.Error(err))
+		return nil
+	}
+	le := filepath.Clean(d.cfg.LetsencryptDir) + string(filepath.Separator)
+	latest := map[string]map[string]string{}
+	for _, e := range entries {
+		if e.Operation != event.Deploy {
+			continue
+		}
+		for dom, ed := range e.Domains {
+			if p := ed.Paths[event.KeyCertificate]; p != "" && !strings.HasPrefix(p, le) {
+				latest[dom] = ed.Paths
+			}
+		}
+	}
+	var out []sourceDeploy
+	for dom, paths := range latest {
+		fp, _, err := hooks.CertFile(paths[event.KeyCertificate])
+		if err != nil {
+			d.log.Warn("catch-up: certificate from a source dir", zap.String("domain", dom), zap.Error(err))
+			continue
+		}
+		out = append(out, sourceDeploy{domain: dom, fingerprint: fp, paths: paths})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].domain < out[j].domain })
+	return out
+}
+
 // waitFor waits (bounded) until event id is processed by every app.
 func (d *daemon) waitFor(ctx context.Context, id string) {
 	if id == "" {
@@ -180,6 +224,7 @@ func (d *daemon) catchUp(ctx context.Context) {
 	type deploy struct {
 		dir   string
 		names []string
+		paths map[string]map[string]string // instead of dir+names
 		apps  []string
 	}
 	var todo []deploy
@@ -208,6 +253,21 @@ func (d *daemon) catchUp(ctx context.Context) {
 		sort.Strings(dep.names)
 		todo = append(todo, dep)
 	}
+	// Other clients (lego, acme.sh, dehydrated) keep their own stores under
+	// source_dirs and renew in place: the journal remembers the files their
+	// hooks last handed over, and those are read again now.
+	for _, src := range d.sourceDeploys() {
+		dep := deploy{}
+		for _, s := range index.Lookup(src.domain) {
+			if r, ok := d.applied.Get(s.Name, src.domain); !ok || r.Fingerprint != src.fingerprint {
+				dep.apps = append(dep.apps, s.Name)
+			}
+		}
+		if len(dep.apps) > 0 {
+			dep.paths = map[string]map[string]string{src.domain: src.paths}
+			todo = append(todo, dep)
+		}
+	}
 	d.log.Info("catch-up scan", zap.Int("lineages", len(lineages)), zap.Int("missed", len(todo)), zap.Duration("took", time.Since(start)))
 	if len(todo) == 0 || ctx.Err() != nil {
 		return
@@ -218,7 +278,11 @@ func (d *daemon) catchUp(ctx context.Context) {
 	// once at its post. A post of ours must never end certbot's run.
 	for _, dep := range todo {
 		o := bus.AcceptOptions{Replay: true, Only: dep.apps}
-		if _, err := d.server.Accept(event.Deploy, hooks.LineageDomains(dep.dir, dep.names), o); err != nil {
+		doms := dep.paths
+		if doms == nil {
+			doms = hooks.LineageDomains(dep.dir, dep.names)
+		}
+		if _, err := d.server.Accept(event.Deploy, doms, o); err != nil {
 			d.log.Error("catch-up deploy refused", zap.String("lineage", dep.dir), zap.Error(err))
 		}
 	}

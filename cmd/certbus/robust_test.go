@@ -302,3 +302,38 @@ func checkCombined(b []byte) error {
 	}
 	return nil
 }
+
+// A client with its own store (acme.sh, lego) renews in place while the
+// daemon is stopped: the journal knows the files its hook last handed over,
+// and catch-up reads them again.
+func TestSourceDirRenewalWhileStoppedIsCaughtUp(t *testing.T) {
+	e := newEnv(t, false, oneApp)
+	src := filepath.Join(e.dir, "acme.sh", "a.test")
+	os.MkdirAll(src, 0o700)
+	b, _ := os.ReadFile(e.config)
+	os.WriteFile(e.config, append([]byte("source_dirs: ["+filepath.Dir(src)+"]\n"), b...), 0o644)
+	write := func(l *testcerts.Leaf) {
+		os.WriteFile(filepath.Join(src, "a.test.cer"), l.CertPEM, 0o644)
+		os.WriteFile(filepath.Join(src, "a.test.key"), l.KeyPEM, 0o600)
+		os.WriteFile(filepath.Join(src, "fullchain.cer"), l.FullchainPEM(), 0o644)
+	}
+	l1 := testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{})
+	write(l1)
+	d := startDaemon(t, e.bus.Address, e.config)
+	doms := map[string]map[string]string{"a.test": {
+		"certificate": filepath.Join(src, "a.test.cer"), "private_key": filepath.Join(src, "a.test.key"),
+		"fullchain": filepath.Join(src, "fullchain.cer")}}
+	if _, err := e.client(t).Notify(context.Background(), "deploy", doms); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, func() bool { return e.reloadCount() == 1 }, "debounced reload")
+	d.stop(t)
+	l2 := testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{})
+	write(l2) // renewed in place, no hook
+	startDaemon(t, e.bus.Address, e.config)
+	testutil.WaitFor(t, 10*time.Second, func() bool { return e.reloadCount() == 2 }, "catch-up of the source dir's renewal")
+	got, _ := os.ReadFile(filepath.Join(e.dest, "a.test", "fullchain.pem"))
+	if !bytes.Equal(got, l2.FullchainPEM()) {
+		t.Error("the in-place renewal was not installed")
+	}
+}
