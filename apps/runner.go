@@ -161,7 +161,7 @@ func (a *appRunner) deploy(ctx context.Context, ev *event.Event) (signals.Status
 		}
 	}
 	if len(mine) == 0 {
-		return signals.Skipped, "serves none of " + strings.Join(ev.DomainNames(), " ")
+		return signals.Skipped, "serves none of the event's domains"
 	}
 	if err := a.install(mine, ev); err != nil {
 		a.log.Error("install failed", zap.String("event", ev.ID), zap.Error(err))
@@ -299,7 +299,7 @@ func (a *appRunner) reload(ctx context.Context, eventID, op string) (signals.Sta
 		if err == nil {
 			a.log.Info("reloaded", zap.String("event", eventID), zap.String("method", m.Name()), zap.Strings("domains", domains))
 			a.applied(pending)
-			msg := fmt.Sprintf("reloaded (%s) for %s", m.Name(), strings.Join(domains, " "))
+			msg := fmt.Sprintf("reloaded (%s) for %s", m.Name(), domainList(domains))
 			a.resolve(waiting, eventID, signals.OK, msg)
 			return signals.OK, msg
 		}
@@ -404,11 +404,12 @@ func (a *appRunner) resolve(ids []string, current string, st signals.Status, msg
 	if a.opts.Signal == nil {
 		return
 	}
+	// One message shared by every event resolved: a storm has a thousand.
+	r := signals.Result{Subscriber: a.spec.Name, Status: st, Message: msg + " (at " + current + ")"}
 	for _, id := range ids {
-		if id == current {
-			continue
+		if id != current {
+			a.opts.Signal.Update(id, r)
 		}
-		a.opts.Signal.Update(id, signals.Result{Subscriber: a.spec.Name, Status: st, Message: msg + " (at " + current + ")"})
 	}
 }
 
@@ -485,4 +486,14 @@ func lineageFingerprint(path string) (string, error) {
 	}
 	sum := sha256.Sum256(blk.Bytes)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// domainList names up to a few domains and counts the rest, so that a
+// result for a storm of renewals stays a line, not a page.
+func domainList(ds []string) string {
+	const show = 8
+	if len(ds) <= show {
+		return strings.Join(ds, " ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(ds[:show], " "), len(ds)-show)
 }

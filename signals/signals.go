@@ -47,8 +47,10 @@ var ErrUnknownEvent = errors.New("unknown event")
 // ErrClosed is returned by Emit after Close.
 var ErrClosed = errors.New("signal closed")
 
-// DefaultKeep is how many events' results are remembered.
-const DefaultKeep = 4096
+// DefaultKeep is how many events' results are remembered in memory (each
+// holds one result per subscriber; with a thousand apps that adds up). Older
+// ones are for the caller to answer from its journal.
+const DefaultKeep = 512
 
 // Signal delivers events of type E to subscribers.
 type Signal[E any] struct {
@@ -81,13 +83,21 @@ type record struct {
 	done    chan struct{}
 }
 
+// delivery is one queued event for one subscriber: kept small, since every
+// subscriber holds one per event not yet handled.
+type delivery[E any] struct {
+	id  string
+	ev  E
+	rec *record
+}
+
 type subscriber[E any] struct {
 	name    string
 	timeout time.Duration
 	h       Handler[E]
 
 	mu     sync.Mutex
-	queue  []item[E]
+	queue  []delivery[E]
 	wake   chan struct{}
 	closed bool
 }
@@ -217,7 +227,7 @@ func (s *Signal[E]) dispatch() {
 
 func (sub *subscriber[E]) push(it item[E]) {
 	sub.mu.Lock()
-	sub.queue = append(sub.queue, it)
+	sub.queue = append(sub.queue, delivery[E]{id: it.id, ev: it.ev, rec: it.rec})
 	sub.mu.Unlock()
 	select {
 	case sub.wake <- struct{}{}:
@@ -235,16 +245,19 @@ func (sub *subscriber[E]) close() {
 	}
 }
 
-func (sub *subscriber[E]) next() (item[E], bool, bool) {
+func (sub *subscriber[E]) next() (delivery[E], bool, bool) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	if len(sub.queue) > 0 {
 		it := sub.queue[0]
-		sub.queue[0] = item[E]{}
+		sub.queue[0] = delivery[E]{}
 		sub.queue = sub.queue[1:]
+		if len(sub.queue) == 0 {
+			sub.queue = nil // let the backing array go
+		}
 		return it, true, false
 	}
-	return item[E]{}, false, sub.closed
+	return delivery[E]{}, false, sub.closed
 }
 
 // serve runs one subscriber's handlers in order.
@@ -267,7 +280,7 @@ func (s *Signal[E]) serve(sub *subscriber[E]) {
 // call runs the handler with its timeout and turns a panic into Failed. A
 // handler that overruns its timeout is abandoned (its context is cancelled)
 // and the subscriber moves on to the next event.
-func (s *Signal[E]) call(sub *subscriber[E], it item[E]) (Status, string) {
+func (s *Signal[E]) call(sub *subscriber[E], it delivery[E]) (Status, string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	type out struct {
@@ -306,7 +319,7 @@ func firstFrames(stack []byte) string {
 	return string(stack)
 }
 
-func (s *Signal[E]) record(it item[E], r Result) {
+func (s *Signal[E]) record(it delivery[E], r Result) {
 	s.mu.Lock()
 	if _, seen := it.rec.results[r.Subscriber]; seen {
 		s.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -30,7 +31,16 @@ func newServeCmd(g *globalOptions) *cobra.Command {
 	return c
 }
 
+// defaultMemoryLimit is the daemon's soft heap limit unless GOMEMLIMIT says
+// otherwise: it holds a few certificates and results at a time, and a
+// renewal storm's garbage should not grow the heap of a daemon that idles
+// for months.
+const defaultMemoryLimit = 20 << 20
+
 func (o *serveOptions) run(ctx context.Context) error {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	log, err := newLogger(o.g.stderr, o.logLevel)
 	if err != nil {
 		return withCode(exitUsage, err, "")

@@ -223,6 +223,12 @@ func (c *Checker) Check(op event.Operation, domains map[string]map[string]string
 		}
 		out[d] = m
 	}
+	// The parsed leaf served the checks above; apps need only the bytes and
+	// the fingerprint, and a storm of events should not keep a thousand
+	// parsed certificates alive.
+	for _, m := range cache {
+		m.Leaf = nil
+	}
 	return out, nil
 }
 

@@ -1,6 +1,8 @@
 package certs_test
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,7 +46,8 @@ func FuzzCheck(f *testing.F) {
 			if op != "deploy" {
 				continue
 			}
-			if mat.Leaf == nil || !certs.Covers(mat.Leaf, d) {
+			leaf, err := x509.ParseCertificate(pemBlock(t, mat.Certificate))
+			if err != nil || !certs.Covers(leaf, d) {
 				t.Fatalf("accepted %q without a covering leaf", d)
 			}
 			for _, p := range mat.Paths {
@@ -54,4 +57,12 @@ func FuzzCheck(f *testing.F) {
 			}
 		}
 	})
+}
+
+func pemBlock(t *testing.T, b []byte) []byte {
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatal("accepted material without a PEM certificate")
+	}
+	return blk.Bytes
 }

@@ -52,7 +52,8 @@ type Material struct {
 	Fingerprint string `json:"fingerprint"`
 	// NotAfter is the leaf's expiry.
 	NotAfter time.Time `json:"not_after"`
-	// Leaf is the parsed leaf certificate.
+	// Leaf is the parsed leaf certificate while the edge checks it; nil
+	// once the event is accepted.
 	Leaf *x509.Certificate `json:"-"`
 }
 
