@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"github.com/certbus/certbus/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -386,9 +387,7 @@ func TestRun(t *testing.T) {
 }
 
 func TestRunKeepsOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to give a file another owner")
-	}
+	testutil.NeedRoot(t) // to give a file another owner
 	le := t.TempDir()
 	dir := filepath.Join(le, "renewal")
 	if err := os.Mkdir(dir, 0o755); err != nil {

@@ -1,6 +1,7 @@
 package coturn
 
 import (
+	"github.com/certbus/certbus/internal/testutil"
 	"os/user"
 	"strconv"
 	"testing"
@@ -11,7 +12,7 @@ import (
 func TestBuild(t *testing.T) {
 	u, err := user.Lookup(DefaultOwner)
 	if err != nil {
-		t.Skipf("no %s user (install coturn): %v", DefaultOwner, err)
+		testutil.Missing(t, "no %s user (install coturn): %v", DefaultOwner, err)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)

@@ -73,6 +73,9 @@ func leafAt(t *testing.T, addr string) string {
 }
 
 func TestRuntimeUpdate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real daemon: not in the -short tier")
+	}
 	r, file, addr := startHAProxy(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -1,6 +1,7 @@
 package postgresql
 
 import (
+	"github.com/certbus/certbus/internal/testutil"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -57,7 +58,7 @@ include_dir 'conf.d'
 func TestBuild(t *testing.T) {
 	u, err := user.Lookup(DefaultOwner)
 	if err != nil {
-		t.Skipf("no %s user (install postgresql): %v", DefaultOwner, err)
+		testutil.Missing(t, "no %s user (install postgresql): %v", DefaultOwner, err)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)

@@ -189,6 +189,9 @@ func combined9(l *testcerts.Leaf) []byte {
 }
 
 func TestNginxReadsLineageTestsAndReloads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real daemon: not in the -short tier")
+	}
 	testutil.Need(t, "nginx")
 	e := newEnv(t, false, "")
 	dir := t.TempDir()
@@ -229,6 +232,9 @@ func TestNginxReadsLineageTestsAndReloads(t *testing.T) {
 }
 
 func TestHAProxyRuntimeAPINoReloadUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real daemon: not in the -short tier")
+	}
 	testutil.Need(t, "haproxy")
 	e := newEnv(t, false, "")
 	dir := t.TempDir()
@@ -330,6 +336,9 @@ func TestHAProxyRuntimeAPINoReloadUnderLoad(t *testing.T) {
 }
 
 func TestPostgreSQLCopiesWhereConfigPointsAndReloads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real daemon: not in the -short tier")
+	}
 	testutil.Need(t, "setpriv", "pg_ctlcluster=postgresql")
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	if len(bins) == 0 {
@@ -410,6 +419,9 @@ func ownedBy9(uid uint32, name string) bool {
 }
 
 func TestPostfixChainFileAndReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real daemon: not in the -short tier")
+	}
 	testutil.Need(t, "postfix")
 	e := newEnv(t, false, "")
 	root := filepath.Join(e.dest, "postfix")
@@ -443,6 +455,9 @@ func TestPostfixChainFileAndReload(t *testing.T) {
 }
 
 func TestDovecotCopyAndReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real daemon: not in the -short tier")
+	}
 	testutil.Need(t, "dovecot", "doveadm=dovecot-core", "/usr/lib/dovecot/imap-login=dovecot-imapd")
 	e := newEnv(t, false, "")
 	root := filepath.Join(e.dest, "dovecot")
@@ -475,6 +490,9 @@ func TestDovecotCopyAndReload(t *testing.T) {
 }
 
 func TestCoturnSIGUSR2(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real daemon: not in the -short tier")
+	}
 	testutil.Need(t, "turnserver")
 	e := newEnv(t, false, "")
 	dir := t.TempDir()
@@ -543,6 +561,9 @@ func TestHelperGoServer(t *testing.T) {
 }
 
 func TestSignalToGoServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real daemon: not in the -short tier")
+	}
 	e := newEnv(t, false, "")
 	dir := t.TempDir()
 	own := filepath.Join(e.dest, "go")

@@ -67,17 +67,69 @@ func Open(dir string) (*Journal, error) {
 }
 
 func (j *Journal) open() error {
-	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	_, statErr := os.Stat(j.path)
+	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("open journal: %w", err)
 	}
-	st, err := f.Stat()
+	size, err := repairTail(f)
 	if err != nil {
 		f.Close()
-		return fmt.Errorf("stat journal: %w", err)
+		return fmt.Errorf("repair journal %s: %w", j.path, err)
 	}
-	j.f, j.size = f, st.Size()
+	if os.IsNotExist(statErr) {
+		syncDir(filepath.Dir(j.path))
+	}
+	j.f, j.size = f, size
 	return nil
+}
+
+// repairTail cuts a torn last line (a crash mid-write) so that the next
+// entry starts on a line of its own instead of being glued to garbage.
+func repairTail(f *os.File) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := st.Size()
+	if size == 0 {
+		return 0, nil
+	}
+	// Look back for the last newline, a block at a time.
+	buf := make([]byte, 4096)
+	end := size
+	for end > 0 {
+		start := max(end-int64(len(buf)), 0)
+		n, err := f.ReadAt(buf[:end-start], start)
+		if err != nil && n == 0 {
+			return 0, err
+		}
+		for i := n - 1; i >= 0; i-- {
+			if buf[i] == '\n' {
+				keep := start + int64(i) + 1
+				if keep == size {
+					return size, nil
+				}
+				return keep, truncate(f, keep)
+			}
+		}
+		end = start
+	}
+	return 0, truncate(f, 0)
+}
+
+func truncate(f *os.File, n int64) error {
+	if err := f.Truncate(n); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
 }
 
 // FromEvent makes the journal entry of an event.
@@ -129,6 +181,7 @@ func (j *Journal) rotate() error {
 	if err := os.Rename(j.path, j.path+".1"); err != nil {
 		return fmt.Errorf("rotate journal: %w", err)
 	}
+	syncDir(filepath.Dir(j.path))
 	return j.open()
 }
 

@@ -51,6 +51,14 @@ func TestAppendRecentRotateAndTornLine(t *testing.T) {
 	if got[4].Results["web"].Status != "ok" {
 		t.Errorf("results not merged, last wins: %+v", got[4].Results)
 	}
+	// An event appended after the crash is readable: the torn tail was cut.
+	if err := j.Append(Entry{ID: "after", Operation: "pre", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = j.Recent(2)
+	if len(got) != 2 || got[1].ID != "after" || got[0].ID != "e49" {
+		t.Fatalf("after a torn tail: %+v", got)
+	}
 	if st, _ := os.Stat(filepath.Join(dir, "journal.jsonl")); st.Mode().Perm() != 0o600 {
 		t.Errorf("journal mode %v", st.Mode().Perm())
 	}

@@ -79,6 +79,14 @@ func NeedRoot(t testing.TB) {
 	}
 }
 
+// Missing reports a missing prerequisite (a tool, a service user, root):
+// a failure when CI is set, because CI must never pass by skipping, and a
+// skip with the message otherwise.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	missing(t, fmt.Sprintf(format, args...))
+}
+
 func missing(t testing.TB, msg string) {
 	t.Helper()
 	if os.Getenv("CI") != "" {

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/certbus/certbus/internal/testutil"
 	"io"
 	"math/big"
 	"net"
@@ -393,9 +394,7 @@ func TestLeafPostgres(t *testing.T) {
 	if len(bins) == 0 {
 		needTool(t, "/usr/lib/postgresql/VERSION/bin/postgres", "apt-get install postgresql")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run postgres as another user")
-	}
+	testutil.NeedRoot(t) // to run postgres as another user
 	bin := filepath.Dir(bins[len(bins)-1])
 	cert := newCert(t, "db.example")
 
