@@ -21,7 +21,10 @@ const (
 	ErrInvalidArgument = "org.certbus.Dispatcher1.Error.InvalidArgument"
 	ErrUnknownEvent    = "org.certbus.Dispatcher1.Error.UnknownEvent"
 	ErrAccessDenied    = "org.freedesktop.DBus.Error.AccessDenied"
-	errFailed          = "org.freedesktop.DBus.Error.Failed"
+	// ErrShuttingDown: the daemon is stopping and takes no more events; the
+	// hook spools the event for the next start.
+	ErrShuttingDown = "org.certbus.Dispatcher1.Error.ShuttingDown"
+	errFailed       = "org.freedesktop.DBus.Error.Failed"
 )
 
 // Connect opens a private connection to bus: "system", "session" or a D-Bus
@@ -91,7 +94,8 @@ func classify(bus string, err error) error {
 		// The daemon died mid-call: it may or may not have journaled the
 		// event. Spooling it again is safe (a deploy is idempotent); losing
 		// it is not.
-		"org.freedesktop.DBus.Error.NoReply", "org.freedesktop.DBus.Error.Disconnected":
+		"org.freedesktop.DBus.Error.NoReply", "org.freedesktop.DBus.Error.Disconnected",
+		ErrShuttingDown:
 		return &UnreachableError{Bus: bus, Err: errors.New(msg)}
 	case ErrInvalidArgument, ErrAccessDenied, ErrUnknownEvent:
 		return &RejectedError{Name: de.Name, Message: msg}

@@ -72,6 +72,8 @@ func NewServer(conn *dbus.Conn, sig *signals.Signal[*event.Event], j Journal, p 
 // SetPolicy swaps the policy (config reload).
 func (s *Server) SetPolicy(p *Policy) { s.policy.Store(p) }
 
+var errShuttingDown = errors.New("the daemon is shutting down")
+
 // ErrNotPrimaryOwner means another process owns the name already.
 var ErrNotPrimaryOwner = errors.New("not the primary owner")
 
@@ -122,7 +124,7 @@ func (s *Server) Accept(op event.Operation, domains map[string]map[string]string
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing.Load() {
-		return nil, errors.New("daemon is shutting down")
+		return nil, errShuttingDown
 	}
 	s.seq++
 	ev := &event.Event{ID: newID(s.seq), Operation: op, Time: time.Now().UTC(), Domains: mat, Replay: o.Replay, Only: o.Only}
@@ -175,6 +177,9 @@ func (o *object) Notify(sender dbus.Sender, operation string, domains map[string
 		if certs.IsInvalid(err) {
 			s.log.Warn("event refused", zap.String("sender", string(sender)), zap.String("operation", operation), zap.Error(err))
 			return "", dbus.NewError(ErrInvalidArgument, []any{err.Error()})
+		}
+		if errors.Is(err, errShuttingDown) {
+			return "", dbus.NewError(ErrShuttingDown, []any{err.Error()})
 		}
 		s.log.Error("event not taken", zap.String("operation", operation), zap.Error(err))
 		return "", dbus.NewError(errFailed, []any{err.Error()})

@@ -53,7 +53,12 @@ func Send(ctx context.Context, o SendOptions, op string, domains Domains) (*Deli
 		if err == nil {
 			d := &Delivery{EventID: id}
 			if o.Wait {
-				d.Results, err = c.Wait(ctx, id, time.Until(deadline(ctx)))
+				// Ask the daemon to answer a little before our own deadline,
+				// so that slow apps come back as "pending" rather than as a
+				// timed-out call.
+				wait := time.Until(deadline(ctx))
+				wait -= min(wait/10, 2*time.Second)
+				d.Results, err = c.Wait(ctx, id, wait)
 				if err != nil {
 					return d, fmt.Errorf("wait for event %s: %w", id, err)
 				}

@@ -307,13 +307,19 @@ func (d *daemon) replaySpool() string {
 	last := ""
 	for _, s := range evs {
 		ev, err := d.server.Accept(event.Operation(s.Operation), s.Domains, bus.AcceptOptions{Replay: true})
-		if err != nil {
+		if certs.IsInvalid(err) {
 			// A spooled event the daemon refuses now (an expired or
 			// replaced certificate) would be refused forever: set it
 			// aside like a corrupt one.
 			d.log.Error("spooled event refused; moved aside", zap.String("file", s.File), zap.Error(err))
 			hooks.SetAside(s.File)
 			continue
+		}
+		if err != nil {
+			// Not the event's fault (the journal could not be written):
+			// keep it, and the ones after it, for the next start.
+			d.log.Error("spool replay stopped; the events stay spooled", zap.String("file", s.File), zap.Error(err))
+			return last
 		}
 		if err := os.Remove(s.File); err != nil {
 			d.log.Warn("remove replayed spool file", zap.String("file", s.File), zap.Error(err))
