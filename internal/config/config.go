@@ -171,18 +171,47 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, yamlErr(file, err)
 	}
+	var doc *yaml.Node
 	if len(root.Content) > 0 {
-		if err := decodeStrict(file, root.Content[0], c); err != nil {
+		doc = root.Content[0]
+		if err := decodeStrict(file, doc, c); err != nil {
 			return nil, err
 		}
-		if err := c.positions(file, root.Content[0]); err != nil {
+		if err := c.positions(file, doc); err != nil {
 			return nil, err
 		}
 	}
 	if err := c.defaults(); err != nil {
+		// Name the line of the key at fault when the file has it.
+		var ke *keyError
+		if errors.As(err, &ke) && doc != nil {
+			if n := keyNode(doc, ke.key); n != nil {
+				return nil, Pos{file, n.Line}.Errorf("%s", ke.msg)
+			}
+		}
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return c, nil
+}
+
+// keyError is a bad value of a top-level key (or "reload.x").
+type keyError struct{ key, msg string }
+
+func (e *keyError) Error() string { return e.msg }
+
+// keyNode finds the node of a top-level key, or of "parent.child".
+func keyNode(doc *yaml.Node, key string) *yaml.Node {
+	parent, child, nested := strings.Cut(key, ".")
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value != parent {
+			continue
+		}
+		if !nested {
+			return doc.Content[i]
+		}
+		return keyNode(doc.Content[i+1], child)
+	}
+	return nil
 }
 
 func (c *Config) defaults() error {
@@ -207,19 +236,19 @@ func (c *Config) defaults() error {
 	if c.Reload.Timeout == 0 {
 		c.Reload.Timeout = Duration(DefaultTimeout)
 	}
-	for name, p := range map[string]string{"letsencrypt_dir": c.LetsencryptDir, "state_dir": c.StateDir, "apps_dir": c.AppsDir} {
-		if !filepath.IsAbs(p) {
-			return fmt.Errorf("%s must be an absolute path, got %q", name, p)
+	for _, kv := range [][2]string{{"letsencrypt_dir", c.LetsencryptDir}, {"state_dir", c.StateDir}, {"apps_dir", c.AppsDir}} {
+		if !filepath.IsAbs(kv[1]) {
+			return &keyError{kv[0], fmt.Sprintf("%s must be an absolute path, got %q", kv[0], kv[1])}
 		}
 	}
 	for _, p := range c.SourceDirs {
 		if !filepath.IsAbs(p) {
-			return fmt.Errorf("source_dirs: %q is not an absolute path", p)
+			return &keyError{"source_dirs", fmt.Sprintf("source_dirs: %q is not an absolute path", p)}
 		}
 	}
 	if c.Reload.MaxDelay < c.Reload.Debounce {
-		return fmt.Errorf("reload.max_delay (%s) is shorter than reload.debounce (%s)",
-			time.Duration(c.Reload.MaxDelay), time.Duration(c.Reload.Debounce))
+		return &keyError{"reload.max_delay", fmt.Sprintf("reload.max_delay (%s) is shorter than reload.debounce (%s)",
+			time.Duration(c.Reload.MaxDelay), time.Duration(c.Reload.Debounce))}
 	}
 	return nil
 }
