@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -53,24 +54,69 @@ func NewRunner(sig *signals.Signal[*event.Event], specs []*Spec, opts Options) (
 	opts.Signal = sig
 	r := &Runner{opts: opts}
 	for _, s := range specs {
-		a := &appRunner{spec: s, opts: opts, log: opts.Log.Named("apps." + s.Name)}
-		// The handler's own budget: every method of the chain plus the
-		// rollback reload, each bounded by the app's timeout.
-		budget := s.Timeout*time.Duration(len(s.Reloaders)+2) + 5*time.Second
-		if err := sig.Connect(s.Name, budget, a.handle); err != nil {
+		if err := r.connect(s); err != nil {
 			r.Close()
 			return nil, err
 		}
-		r.apps = append(r.apps, a)
 	}
 	return r, nil
 }
+
+func (r *Runner) connect(s *Spec) error {
+	a := &appRunner{opts: r.opts, log: r.opts.Log.Named("apps." + s.Name)}
+	a.specP.Store(s)
+	// The handler's own budget: every method of the chain plus the
+	// rollback reload, each bounded by the app's timeout.
+	budget := s.Timeout*time.Duration(len(s.Reloaders)+2) + 5*time.Second
+	if err := r.opts.Signal.Connect(s.Name, budget, a.handle); err != nil {
+		return err
+	}
+	r.apps = append(r.apps, a)
+	return nil
+}
+
+// Update applies a new config: an app that keeps its name keeps its
+// pending changes and timers under its new spec (a reload already due
+// still comes once); a new app is connected; a removed app runs its pending
+// reload, then is disconnected.
+func (r *Runner) Update(ctx context.Context, specs []*Spec) error {
+	byName := make(map[string]*appRunner, len(r.apps))
+	for _, a := range r.apps {
+		byName[a.sp().Name] = a
+	}
+	var kept []*appRunner
+	var errs []error
+	for _, s := range specs {
+		if a, ok := byName[s.Name]; ok {
+			a.specP.Store(s)
+			kept = append(kept, a)
+			delete(byName, s.Name)
+			continue
+		}
+		n := len(r.apps)
+		if err := r.connect(s); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		kept = append(kept, r.apps[n])
+	}
+	for name, a := range byName {
+		a.fire(ctx, "app removed from the config")
+		a.stopTimer()
+		r.opts.Signal.Disconnect(name)
+	}
+	r.apps = kept
+	return errors.Join(errs...)
+}
+
+// sp is the app's current spec.
+func (a *appRunner) sp() *Spec { return a.specP.Load() }
 
 // Close disconnects the apps and stops their timers. A reload already
 // running finishes.
 func (r *Runner) Close() {
 	for _, a := range r.apps {
-		r.opts.Signal.Disconnect(a.spec.Name)
+		r.opts.Signal.Disconnect(a.sp().Name)
 		a.stopTimer()
 	}
 }
@@ -93,16 +139,18 @@ func (r *Runner) Flush(ctx context.Context) {
 func (r *Runner) Specs() []*Spec {
 	out := make([]*Spec, len(r.apps))
 	for i, a := range r.apps {
-		out[i] = a.spec
+		out[i] = a.sp()
 	}
 	return out
 }
 
 // appRunner is one app's state between events.
 type appRunner struct {
-	spec *Spec
-	opts Options
-	log  *zap.Logger
+	// specP is swapped by Update (SIGHUP) while the app's pending state
+	// stays: a config reload in the middle of a certbot run loses nothing.
+	specP atomic.Pointer[Spec]
+	opts  Options
+	log   *zap.Logger
 
 	// run serialises event handling and reloads (a timer may fire while an
 	// event is handled).
@@ -120,7 +168,7 @@ type appRunner struct {
 
 // handle is the app's subscriber.
 func (a *appRunner) handle(ctx context.Context, ev *event.Event) (signals.Status, string) {
-	if len(ev.Only) > 0 && !slices.Contains(ev.Only, a.spec.Name) {
+	if len(ev.Only) > 0 && !slices.Contains(ev.Only, a.sp().Name) {
 		return signals.Skipped, "catch-up for other apps"
 	}
 	a.run.Lock()
@@ -151,12 +199,12 @@ func (a *appRunner) handle(ctx context.Context, ev *event.Event) (signals.Status
 }
 
 func (a *appRunner) deploy(ctx context.Context, ev *event.Event) (signals.Status, string) {
-	if err := a.spec.Rediscover(); err != nil {
+	if err := a.sp().Rediscover(); err != nil {
 		a.log.Warn("domain discovery failed; using the last known domains", zap.Error(err))
 	}
 	var mine []string
 	for _, d := range ev.DomainNames() {
-		if a.spec.Serves(d) {
+		if a.sp().Serves(d) {
 			mine = append(mine, d)
 		}
 	}
@@ -181,10 +229,10 @@ func (a *appRunner) deploy(ctx context.Context, ev *event.Event) (signals.Status
 	inRun := a.inRun
 	a.mu.Unlock()
 	what := "installed " + strings.Join(mine, " ")
-	if a.spec.Copy == nil {
+	if a.sp().Copy == nil {
 		what = "lineage of " + strings.Join(mine, " ")
 	}
-	if len(a.spec.Reloaders) == 0 {
+	if len(a.sp().Reloaders) == 0 {
 		// Nothing to tell: the files are the whole job.
 		a.recordApplied()
 		return signals.OK, what
@@ -197,13 +245,13 @@ func (a *appRunner) deploy(ctx context.Context, ev *event.Event) (signals.Status
 		return signals.Pending, what + "; reload after post"
 	}
 	a.armDebounce()
-	return signals.Pending, fmt.Sprintf("%s; reload in %s", what, a.spec.Debounce)
+	return signals.Pending, fmt.Sprintf("%s; reload in %s", what, a.sp().Debounce)
 }
 
 // install writes the app's copies for the domains, keeping a snapshot of
 // what each path held before this batch.
 func (a *appRunner) install(domains []string, ev *event.Event) error {
-	c := a.spec.Copy
+	c := a.sp().Copy
 	if c == nil {
 		return nil
 	}
@@ -289,8 +337,8 @@ func (a *appRunner) reload(ctx context.Context, eventID, op string) (signals.Sta
 	sort.Strings(domains)
 	run := RunInfo{EventID: eventID, Operation: op, Domains: domains}
 	var errs []string
-	for _, m := range a.spec.Reloaders {
-		mctx, cancel := context.WithTimeout(ctx, a.spec.Timeout)
+	for _, m := range a.sp().Reloaders {
+		mctx, cancel := context.WithTimeout(ctx, a.sp().Timeout)
 		err := m.Reload(mctx, run)
 		if err == nil {
 			err = a.verify(mctx, pending)
@@ -314,7 +362,7 @@ func (a *appRunner) reload(ctx context.Context, eventID, op string) (signals.Sta
 }
 
 func (a *appRunner) verify(ctx context.Context, pending map[string]*event.Material) error {
-	v := a.spec.Verify
+	v := a.sp().Verify
 	if v == nil || a.opts.Verify == nil {
 		return nil
 	}
@@ -330,7 +378,7 @@ func (a *appRunner) verify(ctx context.Context, pending map[string]*event.Materi
 	for _, d := range names {
 		m := pending[d]
 		fp := m.Fingerprint
-		if a.spec.Copy == nil {
+		if a.sp().Copy == nil {
 			// The daemon reads the lineage itself, which may have been
 			// renewed again since this event: expect what is there now.
 			if now, err := lineageFingerprint(m.Paths[event.KeyCertificate]); err == nil {
@@ -371,10 +419,10 @@ func (a *appRunner) rollback(ctx context.Context, snaps map[string]install.Snaps
 	if len(errs) > 0 {
 		return "; rollback failed: " + errors.Join(errs...).Error()
 	}
-	if len(a.spec.Reloaders) > 0 {
-		rctx, cancel := context.WithTimeout(ctx, a.spec.Timeout)
+	if len(a.sp().Reloaders) > 0 {
+		rctx, cancel := context.WithTimeout(ctx, a.sp().Timeout)
 		defer cancel()
-		if err := a.spec.Reloaders[0].Reload(rctx, run); err != nil {
+		if err := a.sp().Reloaders[0].Reload(rctx, run); err != nil {
 			return "; previous files restored, but the reload after restoring failed: " + err.Error()
 		}
 	}
@@ -385,7 +433,7 @@ func (a *appRunner) applied(pending map[string]*event.Material) {
 	if a.opts.Recorder == nil || len(pending) == 0 {
 		return
 	}
-	if err := a.opts.Recorder.Applied(a.spec.Name, pending); err != nil {
+	if err := a.opts.Recorder.Applied(a.sp().Name, pending); err != nil {
 		a.log.Warn("record applied certificates", zap.Error(err))
 	}
 }
@@ -405,7 +453,7 @@ func (a *appRunner) resolve(ids []string, current string, st signals.Status, msg
 		return
 	}
 	// One message shared by every event resolved: a storm has a thousand.
-	r := signals.Result{Subscriber: a.spec.Name, Status: st, Message: msg + " (at " + current + ")"}
+	r := signals.Result{Subscriber: a.sp().Name, Status: st, Message: msg + " (at " + current + ")"}
 	for _, id := range ids {
 		if id != current {
 			a.opts.Signal.Update(id, r)
@@ -418,8 +466,8 @@ func (a *appRunner) resolve(ids []string, current string, st signals.Status, msg
 func (a *appRunner) armDebounce() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	d := a.spec.Debounce
-	if limit := time.Until(a.firstPending.Add(a.spec.MaxDelay)); limit < d {
+	d := a.sp().Debounce
+	if limit := time.Until(a.firstPending.Add(a.sp().MaxDelay)); limit < d {
 		d = max(limit, 0)
 	}
 	a.setTimerLocked(d, "debounce")
@@ -433,7 +481,7 @@ func (a *appRunner) armMaxDelay() {
 	if len(a.pending) == 0 {
 		return
 	}
-	a.setTimerLocked(max(time.Until(a.firstPending.Add(a.spec.MaxDelay)), 0), "max_delay")
+	a.setTimerLocked(max(time.Until(a.firstPending.Add(a.sp().MaxDelay)), 0), "max_delay")
 }
 
 func (a *appRunner) setTimerLocked(d time.Duration, why string) {
@@ -462,12 +510,12 @@ func (a *appRunner) fire(ctx context.Context, why string) {
 	if n == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.spec.Timeout*time.Duration(len(a.spec.Reloaders)+2))
+	ctx, cancel := context.WithTimeout(ctx, a.sp().Timeout*time.Duration(len(a.sp().Reloaders)+2))
 	defer cancel()
 	a.log.Info("reload due", zap.String("why", why), zap.String("event", id))
 	st, msg := a.reload(ctx, id, why)
 	if a.opts.Signal != nil && id != "" {
-		a.opts.Signal.Update(id, signals.Result{Subscriber: a.spec.Name, Status: st, Message: msg})
+		a.opts.Signal.Update(id, signals.Result{Subscriber: a.sp().Name, Status: st, Message: msg})
 	}
 }
 

@@ -349,3 +349,25 @@ func TestIndexMatchesServes(t *testing.T) {
 		}
 	}
 }
+
+// Without a pre, deploys that keep coming reset the debounce, but the
+// reload still happens max_delay after the first change.
+func TestMaxDelayCapsARunningDebounce(t *testing.T) {
+	h := newHarness(t)
+	argv, reloads := counter(t, 0)
+	r := config.Reload{Debounce: config.Duration(200 * time.Millisecond), MaxDelay: config.Duration(600 * time.Millisecond), Timeout: config.Duration(5 * time.Second)}
+	s := build(t, config.App{Name: "web", Domains: []string{"*"}, Reload: &config.AppReload{Command: argv}}, r)
+	apps.NewRunner(h.sig, []*apps.Spec{s}, apps.Options{Log: zap.NewNop()})
+	start := time.Now()
+	for time.Since(start) < 900*time.Millisecond {
+		h.wait(h.emit(event.Deploy, h.renew("a.test", "a.test"), "a.test"))
+		time.Sleep(100 * time.Millisecond) // always inside the debounce
+		if reloads() > 0 {
+			break
+		}
+	}
+	waitFor(t, func() bool { return reloads() > 0 }, "the reload max_delay forces")
+	if took := time.Since(start); took < 550*time.Millisecond {
+		t.Errorf("first reload after %s, before max_delay (600ms)", took)
+	}
+}

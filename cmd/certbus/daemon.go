@@ -347,16 +347,12 @@ func (d *daemon) Reload() {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	old := d.runner
-	// Pending reloads of the old apps run now rather than being lost.
-	old.Flush(context.Background())
-	old.Close()
-	r, err := apps.NewRunner(d.signal, specs, d.runnerOptions())
-	if err != nil {
-		d.log.Error("config reload failed", zap.Error(err))
-		return
+	// Apps keep their pending changes across the reload: one reload per
+	// certbot run even when the config changes in the middle of it.
+	if err := d.runner.Update(context.Background(), specs); err != nil {
+		d.log.Error("config reload: some apps could not be started", zap.Error(err))
 	}
-	d.runner, d.cfg = r, cfg
+	d.cfg = cfg
 	d.server.SetPolicy(policy(cfg))
 	d.log.Info("config reloaded", zap.Int("apps", len(specs)))
 }

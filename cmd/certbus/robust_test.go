@@ -337,3 +337,29 @@ func TestSourceDirRenewalWhileStoppedIsCaughtUp(t *testing.T) {
 		t.Error("the in-place renewal was not installed")
 	}
 }
+
+// A config reload between certbot's pre and post keeps the pending change:
+// still exactly one reload, at post.
+func TestSighupInsideARunKeepsOneReload(t *testing.T) {
+	e := newEnv(t, false, oneApp)
+	d := startDaemon(t, e.bus.Address, e.config)
+	live := testcerts.MustLineage(t, e.le, "a.test", 1, testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{}))
+	hookRun(t, e, []string{"pre"})
+	hookRun(t, e, []string{"deploy"}, deployEnv(live, "a.test")...)
+	// A harmless change: a longer reload timeout.
+	b, _ := os.ReadFile(e.config)
+	os.WriteFile(e.config, bytes.Replace(b, []byte("timeout: 10s"), []byte("timeout: 20s"), 1), 0o644)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.WaitFor(t, 5*time.Second, func() bool { return strings.Contains(d.log.String(), "config reloaded") }, "the reload")
+	time.Sleep(400 * time.Millisecond) // past the debounce: nothing may fire inside the run
+	if n := e.reloadCount(); n != 0 {
+		t.Fatalf("%d reloads inside the run after SIGHUP", n)
+	}
+	out, code := hookRun(t, e, []string{"post", "--wait"})
+	if code != 0 || !strings.Contains(out, "web: ok") {
+		t.Fatalf("post: %d\n%s", code, out)
+	}
+	if n := e.reloadCount(); n != 1 {
+		t.Errorf("%d reloads, want 1", n)
+	}
+}
