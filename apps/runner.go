@@ -362,40 +362,76 @@ func (a *appRunner) reload(ctx context.Context, eventID, op string) (signals.Sta
 }
 
 func (a *appRunner) verify(ctx context.Context, pending map[string]*event.Material) error {
-	v := a.sp().Verify
-	if v == nil || a.opts.Verify == nil {
-		return nil
-	}
-	// One handshake per distinct (server name, leaf): domains of one
-	// lineage behind one name need one check.
-	type key struct{ sni, fp string }
-	done := map[key]bool{}
-	names := make([]string, 0, len(pending))
-	for d := range pending {
-		names = append(names, d)
-	}
-	sort.Strings(names)
-	for _, d := range names {
-		m := pending[d]
-		fp := m.Fingerprint
+	fps := make(map[string]string, len(pending))
+	for d, m := range pending {
+		fps[d] = m.Fingerprint
 		if a.sp().Copy == nil {
 			// The daemon reads the lineage itself, which may have been
 			// renewed again since this event: expect what is there now.
 			if now, err := lineageFingerprint(m.Paths[event.KeyCertificate]); err == nil {
-				fp = now
+				fps[d] = now
 			}
 		}
+	}
+	return a.verifyServed(ctx, fps)
+}
+
+// verifyServed checks that each domain's endpoint serves the leaf with the
+// given fingerprint; one handshake per distinct (server name, leaf).
+func (a *appRunner) verifyServed(ctx context.Context, fps map[string]string) error {
+	v := a.sp().Verify
+	if v == nil || a.opts.Verify == nil {
+		return nil
+	}
+	type key struct{ sni, fp string }
+	done := map[key]bool{}
+	names := make([]string, 0, len(fps))
+	for d := range fps {
+		names = append(names, d)
+	}
+	sort.Strings(names)
+	for _, d := range names {
 		sni := ExpandPath(v.ServerName, strings.TrimPrefix(d, "*."))
-		k := key{sni, fp}
+		k := key{sni, fps[d]}
 		if done[k] {
 			continue
 		}
 		done[k] = true
-		if err := a.opts.Verify(ctx, *v, sni, fp); err != nil {
+		if err := a.opts.Verify(ctx, *v, sni, fps[d]); err != nil {
 			return fmt.Errorf("verify %s at %s: %w", d, v.Address, err)
 		}
 	}
 	return nil
+}
+
+// previousLeaves is, per domain, the fingerprint of the certificate the
+// app's copy held before this batch (nil where unknown: no copy, or none).
+func (a *appRunner) previousLeaves(snaps map[string]install.Snapshot, domains []string) map[string]string {
+	c := a.sp().Copy
+	if c == nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, d := range domains {
+		snap, ok := snaps[ExpandPath(c.Certificate, d)]
+		if !ok || !snap.Exists {
+			return nil // a domain that had nothing before: nothing to prove
+		}
+		data := snap.Data
+		for {
+			var blk *pem.Block
+			blk, data = pem.Decode(data)
+			if blk == nil {
+				return nil
+			}
+			if blk.Type == "CERTIFICATE" {
+				sum := sha256.Sum256(blk.Bytes)
+				out[d] = hex.EncodeToString(sum[:])
+				break
+			}
+		}
+	}
+	return out
 }
 
 // rollback restores the files of this batch and reloads once more, so the
@@ -419,14 +455,29 @@ func (a *appRunner) rollback(ctx context.Context, snaps map[string]install.Snaps
 	if len(errs) > 0 {
 		return "; rollback failed: " + errors.Join(errs...).Error()
 	}
-	if len(a.sp().Reloaders) > 0 {
+	// Back onto the previous certificate, through the same chain, proving
+	// it where the old copy tells which leaf that was.
+	prev := a.previousLeaves(snaps, run.Domains)
+	var rerrs []string
+	for _, m := range a.sp().Reloaders {
 		rctx, cancel := context.WithTimeout(ctx, a.sp().Timeout)
-		defer cancel()
-		if err := a.sp().Reloaders[0].Reload(rctx, run); err != nil {
-			return "; previous files restored, but the reload after restoring failed: " + err.Error()
+		err := m.Reload(rctx, run)
+		if err == nil && prev != nil {
+			err = a.verifyServed(rctx, prev)
 		}
+		cancel()
+		if err == nil {
+			if prev != nil && a.sp().Verify != nil {
+				return "; previous files restored and reloaded (" + m.Name() + "), previous certificate served again"
+			}
+			return "; previous files restored and reloaded (" + m.Name() + ")"
+		}
+		rerrs = append(rerrs, err.Error())
 	}
-	return "; previous files restored and reloaded"
+	if len(rerrs) > 0 {
+		return "; previous files restored, but reloading onto them failed: " + strings.Join(rerrs, "; then ")
+	}
+	return "; previous files restored"
 }
 
 func (a *appRunner) applied(pending map[string]*event.Material) {
