@@ -1,6 +1,7 @@
 package haproxy
 
 import (
+	"github.com/certbus/certbus/apps/appstest"
 	"strings"
 	"testing"
 
@@ -8,17 +9,17 @@ import (
 )
 
 func TestBuild(t *testing.T) {
-	runBuildCases(t, []buildCase{
-		{name: "defaults", entry: "  - {name: lb, type: haproxy, domains: [a.test]}\n",
-			reloaders: "haproxy runtime API /run/haproxy/admin.sock; systemd reload haproxy.service",
-			copy:      &apps.CopySpec{Certificate: DefaultPEM, PrivateKey: DefaultPEM, KeyMode: 0o600, CertMode: 0o644},
-			verify:    &apps.VerifySpec{Address: DefaultVerify, ServerName: "{domain}"}},
-		{name: "tcp socket, command fallback", entry: "  - {name: lb, type: haproxy, domains: [a.test], options: {socket: '127.0.0.1:9999'}, reload: {command: [/bin/true]}}\n",
-			reloaders: "haproxy runtime API 127.0.0.1:9999; command /bin/true"},
-		{name: "separate files refused", entry: "  - {name: lb, type: haproxy, domains: [a.test], copy: {certificate: '/x/{domain}.crt', private_key: '/x/{domain}.key'}}\n", err: "same path"},
-		{name: "bad socket", entry: "  - {name: lb, type: haproxy, domains: [a.test], options: {socket: admin.sock}}\n", err: "options.socket"},
-		{name: "tiny bufsize", entry: "  - {name: lb, type: haproxy, domains: [a.test], options: {bufsize: 100}}\n", err: "bufsize"},
-		{name: "domains required", entry: "  - {name: lb, type: haproxy}\n", err: "no domains"},
+	appstest.RunBuildCases(t, []appstest.BuildCase{
+		{Name: "defaults", Entry: "  - {name: lb, type: haproxy, domains: [a.test]}\n",
+			Reloaders: "haproxy runtime API /run/haproxy/admin.sock; systemd reload haproxy.service",
+			Copy:      &apps.CopySpec{Certificate: DefaultPEM, PrivateKey: DefaultPEM, KeyMode: 0o600, CertMode: 0o644},
+			Verify:    &apps.VerifySpec{Address: DefaultVerify, ServerName: "{domain}"}},
+		{Name: "tcp socket, command fallback", Entry: "  - {name: lb, type: haproxy, domains: [a.test], options: {socket: '127.0.0.1:9999'}, reload: {command: [/bin/true]}}\n",
+			Reloaders: "haproxy runtime API 127.0.0.1:9999; command /bin/true"},
+		{Name: "separate files refused", Entry: "  - {name: lb, type: haproxy, domains: [a.test], copy: {certificate: '/x/{domain}.crt', private_key: '/x/{domain}.key'}}\n", Err: "same path"},
+		{Name: "bad socket", Entry: "  - {name: lb, type: haproxy, domains: [a.test], options: {socket: admin.sock}}\n", Err: "options.socket"},
+		{Name: "tiny bufsize", Entry: "  - {name: lb, type: haproxy, domains: [a.test], options: {bufsize: 100}}\n", Err: "bufsize"},
+		{Name: "domains required", Entry: "  - {name: lb, type: haproxy}\n", Err: "no domains"},
 	})
 }
 

@@ -1,6 +1,7 @@
 package postgresql
 
 import (
+	"github.com/certbus/certbus/apps/appstest"
 	"github.com/certbus/certbus/internal/testutil"
 	"os"
 	"os/user"
@@ -67,17 +68,17 @@ func TestBuild(t *testing.T) {
 	os.WriteFile(conf, []byte("port = 5544\n"), 0o644)
 	snake := filepath.Join(dir, "snake.conf")
 	os.WriteFile(snake, []byte("ssl_cert_file = '/etc/ssl/certs/ssl-cert-snakeoil.pem'\n"), 0o644)
-	runBuildCases(t, []buildCase{
-		{name: "from config", entry: "  - {name: db, type: postgresql, domains: [db.test], options: {config: " + conf + "}}\n",
-			reloaders: "systemd reload postgresql.service",
-			copy:      &apps.CopySpec{Certificate: filepath.Join(dir, "server.crt"), PrivateKey: filepath.Join(dir, "server.key"), UID: uid, GID: gid, KeyMode: 0o600, CertMode: 0o644},
-			verify:    &apps.VerifySpec{Address: "127.0.0.1:5544", ServerName: "{domain}", StartTLS: "postgres"}},
-		{name: "explicit paths", entry: "  - {name: db, type: postgresql, domains: [db.test], copy: {certificate: /srv/pg/c.pem, private_key: /srv/pg/k.pem, owner: root}, reload: {command: [/bin/true]}}\n",
-			reloaders: "command /bin/true",
-			copy:      &apps.CopySpec{Certificate: "/srv/pg/c.pem", PrivateKey: "/srv/pg/k.pem", GID: gid, KeyMode: 0o600, CertMode: 0o644}},
-		{name: "snakeoil refused", entry: "  - {name: db, type: postgresql, domains: [db.test], options: {config: " + snake + "}}\n", err: "snakeoil"},
-		{name: "domains required", entry: "  - {name: db, type: postgresql, options: {config: " + conf + "}}\n", err: "set domains"},
-		{name: "missing config", entry: "  - {name: db, type: postgresql, domains: [db.test], options: {config: /nonexistent/postgresql.conf}}\n", err: "read PostgreSQL config"},
+	appstest.RunBuildCases(t, []appstest.BuildCase{
+		{Name: "from config", Entry: "  - {name: db, type: postgresql, domains: [db.test], options: {config: " + conf + "}}\n",
+			Reloaders: "systemd reload postgresql.service",
+			Copy:      &apps.CopySpec{Certificate: filepath.Join(dir, "server.crt"), PrivateKey: filepath.Join(dir, "server.key"), UID: uid, GID: gid, KeyMode: 0o600, CertMode: 0o644},
+			Verify:    &apps.VerifySpec{Address: "127.0.0.1:5544", ServerName: "{domain}", StartTLS: "postgres"}},
+		{Name: "explicit paths", Entry: "  - {name: db, type: postgresql, domains: [db.test], copy: {certificate: /srv/pg/c.pem, private_key: /srv/pg/k.pem, owner: root}, reload: {command: [/bin/true]}}\n",
+			Reloaders: "command /bin/true",
+			Copy:      &apps.CopySpec{Certificate: "/srv/pg/c.pem", PrivateKey: "/srv/pg/k.pem", GID: gid, KeyMode: 0o600, CertMode: 0o644}},
+		{Name: "snakeoil refused", Entry: "  - {name: db, type: postgresql, domains: [db.test], options: {config: " + snake + "}}\n", Err: "snakeoil"},
+		{Name: "domains required", Entry: "  - {name: db, type: postgresql, options: {config: " + conf + "}}\n", Err: "set domains"},
+		{Name: "missing config", Entry: "  - {name: db, type: postgresql, domains: [db.test], options: {config: /nonexistent/postgresql.conf}}\n", Err: "read PostgreSQL config"},
 	})
 }
 

@@ -1,18 +1,19 @@
 package signal
 
 import (
+	"github.com/certbus/certbus/apps/appstest"
 	"testing"
 )
 
 func TestBuild(t *testing.T) {
-	runBuildCases(t, []buildCase{
-		{name: "default signal", entry: "  - {name: go, type: signal, domains: [a.test], options: {pid_file: /run/go.pid}}\n",
-			reloaders: "signal SIGHUP to /run/go.pid"},
-		{name: "USR2 then a unit", entry: "  - {name: go, type: signal, domains: [a.test], options: {pid_file: /run/go.pid, signal: USR2}, reload: {units: [go.service], mode: restart}}\n",
-			reloaders: "signal SIGUSR2 to /run/go.pid; systemd restart go.service"},
-		{name: "pid_file required", entry: "  - {name: go, type: signal, domains: [a.test]}\n", err: "pid_file"},
-		{name: "relative pid_file", entry: "  - {name: go, type: signal, domains: [a.test], options: {pid_file: go.pid}}\n", err: "pid_file"},
-		{name: "bad signal", entry: "  - {name: go, type: signal, domains: [a.test], options: {pid_file: /run/go.pid, signal: SIGFOO}}\n", err: "unknown signal"},
-		{name: "domains required", entry: "  - {name: go, type: signal, options: {pid_file: /run/go.pid}}\n", err: "no domains"},
+	appstest.RunBuildCases(t, []appstest.BuildCase{
+		{Name: "default signal", Entry: "  - {name: go, type: signal, domains: [a.test], options: {pid_file: /run/go.pid}}\n",
+			Reloaders: "signal SIGHUP to /run/go.pid"},
+		{Name: "USR2 then a unit", Entry: "  - {name: go, type: signal, domains: [a.test], options: {pid_file: /run/go.pid, signal: USR2}, reload: {units: [go.service], mode: restart}}\n",
+			Reloaders: "signal SIGUSR2 to /run/go.pid; systemd restart go.service"},
+		{Name: "pid_file required", Entry: "  - {name: go, type: signal, domains: [a.test]}\n", Err: "pid_file"},
+		{Name: "relative pid_file", Entry: "  - {name: go, type: signal, domains: [a.test], options: {pid_file: go.pid}}\n", Err: "pid_file"},
+		{Name: "bad signal", Entry: "  - {name: go, type: signal, domains: [a.test], options: {pid_file: /run/go.pid, signal: SIGFOO}}\n", Err: "unknown signal"},
+		{Name: "domains required", Entry: "  - {name: go, type: signal, options: {pid_file: /run/go.pid}}\n", Err: "no domains"},
 	})
 }
