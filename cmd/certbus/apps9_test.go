@@ -302,13 +302,19 @@ func TestHAProxyRuntimeAPINoReloadUnderLoad(t *testing.T) {
 		go client(i%4 == 3)
 	}
 	const rotations = 3
+	sawCount := func(fp string) int { seenMu.Lock(); defer seenMu.Unlock(); return seen[fp] }
+	distinct := func() int { seenMu.Lock(); defer seenMu.Unlock(); return len(seen) }
+	// Traffic on v1 first, then on each new certificate: waited for, not
+	// slept for, so a loaded machine cannot make a window empty.
+	testutil.WaitFor(t, 10*time.Second, func() bool { return distinct() >= 1 }, "clients served with v1")
 	var last *testcerts.Leaf
 	for v := 2; v < 2+rotations; v++ {
 		last = e.mustRenew9(t, "a.test", v, "a.test")
 		if got := served9(t, target); got != last.Fingerprint {
 			t.Fatalf("haproxy serves %s after rotation %d, want %s", got, v, last.Fingerprint)
 		}
-		time.Sleep(700 * time.Millisecond) // traffic on each certificate
+		fp := last.Fingerprint
+		testutil.WaitFor(t, 10*time.Second, func() bool { return sawCount(fp) >= 20 }, fmt.Sprintf("client traffic on rotation %d", v))
 	}
 	close(stop)
 	wg.Wait()
