@@ -82,8 +82,10 @@ func TestWaitAnswersAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, 10*time.Second, func() bool { return e.reloadCount() == 1 }, "debounced reload")
-	time.Sleep(100 * time.Millisecond)
+	testutil.WaitFor(t, 10*time.Second, func() bool {
+		res, err := c.Wait(context.Background(), id, 100)
+		return err == nil && len(res) == 1 && res[0].Status == "ok"
+	}, "the debounced reload's result")
 	d.stop(t)
 	startDaemon(t, e.bus.Address, e.config)
 	res, err := e.client(t).Wait(context.Background(), id, 2*time.Second)
