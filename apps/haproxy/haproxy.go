@@ -192,12 +192,19 @@ func (r *RuntimeReloader) Update(ctx context.Context, file string, pemData []byt
 // on file itself is a leftover of ours and is aborted): a set during
 // another's transaction would change that transaction.
 func (r *RuntimeReloader) waitForOthers(ctx context.Context, file string) error {
+	lastOpen := ""
 	for {
 		out, err := r.command(ctx, "show ssl cert\n")
 		if err != nil {
+			if lastOpen != "" && ctx.Err() != nil {
+				// The deadline hit while asking again: the reason is still
+				// the other transaction.
+				return fmt.Errorf("haproxy: a certificate transaction on %s stayed open: %w", lastOpen, ctx.Err())
+			}
 			return err
 		}
 		open := openTransaction(out)
+		lastOpen = open
 		switch open {
 		case "":
 			return nil

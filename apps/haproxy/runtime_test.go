@@ -126,7 +126,7 @@ func TestRuntimeUpdate(t *testing.T) {
 		if err != nil || !strings.Contains(out, "Transaction created") {
 			t.Fatalf("open a transaction: %v %q", err, out)
 		}
-		wctx, wcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
 		defer wcancel()
 		err = r.Update(wctx, other, append(append([]byte{}, v3.KeyPEM...), v3.FullchainPEM()...))
 		if err == nil || !strings.Contains(err.Error(), "stayed open") {
