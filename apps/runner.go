@@ -68,7 +68,7 @@ func (r *Runner) connect(s *Spec) error {
 	// The handler's own budget: every method of the chain plus the
 	// rollback reload, each bounded by the app's timeout.
 	budget := s.Timeout*time.Duration(len(s.Reloaders)+2) + 5*time.Second
-	if err := r.opts.Signal.Connect(s.Name, budget, a.handle); err != nil {
+	if err := r.opts.Signal.ConnectFiltered(s.Name, budget, a.wants, a.handle); err != nil {
 		return err
 	}
 	r.apps = append(r.apps, a)
@@ -107,6 +107,26 @@ func (r *Runner) Update(ctx context.Context, specs []*Spec) error {
 	}
 	r.apps = kept
 	return errors.Join(errs...)
+}
+
+// wants is the app's filter, run by the signal's dispatcher: a deploy for
+// none of its domains is skipped without waking the app. An app that
+// discovers its domains sees every event, since it re-reads its daemon's
+// config first.
+func (a *appRunner) wants(ev *event.Event) (bool, string) {
+	s := a.sp()
+	if len(ev.Only) > 0 && !slices.Contains(ev.Only, s.Name) {
+		return false, "catch-up for other apps"
+	}
+	if ev.Operation != event.Deploy || s.Discover != nil {
+		return true, ""
+	}
+	for d := range ev.Domains {
+		if s.Serves(d) {
+			return true, ""
+		}
+	}
+	return false, "serves none of the event's domains"
 }
 
 // sp is the app's current spec.

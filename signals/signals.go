@@ -56,6 +56,9 @@ const DefaultKeep = 512
 type Signal[E any] struct {
 	keep int
 
+	// emitMu orders Emit's sends (emit order = dispatch order) without
+	// holding mu, which the dispatcher takes to record filtered results.
+	emitMu  sync.Mutex
 	mu      sync.Mutex
 	subs    []*subscriber[E]
 	records map[string]*record
@@ -95,6 +98,7 @@ type subscriber[E any] struct {
 	name    string
 	timeout time.Duration
 	h       Handler[E]
+	want    Filter[E]
 
 	mu     sync.Mutex
 	queue  []delivery[E]
@@ -127,9 +131,22 @@ func (s *Signal[E]) Observe(f func(id string, r Result)) {
 	s.observe = f
 }
 
+// Filter tells, on the dispatcher's goroutine, whether a subscriber wants
+// an event; when it does not, its result is Skipped with the message given,
+// and its goroutine is not woken. It must be quick and must not block.
+type Filter[E any] func(e E) (want bool, skipped string)
+
 // Connect adds a subscriber; name must be unique (it is the app name in
 // results). A timeout of 0 means none.
 func (s *Signal[E]) Connect(name string, timeout time.Duration, h Handler[E]) error {
+	return s.ConnectFiltered(name, timeout, nil, h)
+}
+
+// ConnectFiltered is Connect with a filter (nil: every event). Events the
+// filter declines are recorded Skipped at once, so a thousand subscribers
+// that each serve a few domains cost an event a thousand calls, not a
+// thousand goroutine wake-ups.
+func (s *Signal[E]) ConnectFiltered(name string, timeout time.Duration, want Filter[E], h Handler[E]) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -140,7 +157,7 @@ func (s *Signal[E]) Connect(name string, timeout time.Duration, h Handler[E]) er
 			return fmt.Errorf("subscriber %q already connected", name)
 		}
 	}
-	sub := &subscriber[E]{name: name, timeout: timeout, h: h, wake: make(chan struct{}, 1)}
+	sub := &subscriber[E]{name: name, timeout: timeout, h: h, want: want, wake: make(chan struct{}, 1)}
 	s.subs = append(s.subs, sub)
 	s.wg.Add(1)
 	go s.serve(sub)
@@ -164,6 +181,8 @@ func (s *Signal[E]) Disconnect(name string) {
 // Emit queues e under id for every subscriber connected now. It returns
 // once the event is queued; delivery happens on the subscribers' goroutines.
 func (s *Signal[E]) Emit(id string, e E) error {
+	s.emitMu.Lock()
+	defer s.emitMu.Unlock()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -190,9 +209,9 @@ func (s *Signal[E]) Emit(id string, e E) error {
 		}
 		s.order = kept
 	}
-	// The subscribers are those connected at Emit. Sending under the lock
-	// keeps emit order equal to dispatch order; the dispatcher never takes
-	// s.mu, so a full queue cannot deadlock.
+	// The subscribers are those connected at Emit. The send happens under
+	// emitMu only, so the dispatcher may take mu while Emit waits on a
+	// full queue.
 	subs := append([]*subscriber[E](nil), s.subs...)
 	rec.left = len(subs)
 	for _, sub := range subs {
@@ -201,8 +220,8 @@ func (s *Signal[E]) Emit(id string, e E) error {
 	if len(subs) == 0 {
 		close(rec.done)
 	}
-	s.in <- item[E]{id: id, ev: e, rec: rec, subs: subs}
 	s.mu.Unlock()
+	s.in <- item[E]{id: id, ev: e, rec: rec, subs: subs}
 	return nil
 }
 
@@ -220,6 +239,12 @@ func (s *Signal[E]) dispatch() {
 	defer close(s.stopped)
 	for it := range s.in {
 		for _, sub := range it.subs {
+			if sub.want != nil {
+				if ok, msg := s.filter(sub, it.ev); !ok {
+					s.record(delivery[E]{id: it.id, ev: it.ev, rec: it.rec}, Result{Subscriber: sub.name, Status: Skipped, Message: msg})
+					continue
+				}
+			}
 			sub.push(it)
 		}
 	}
@@ -275,6 +300,17 @@ func (s *Signal[E]) serve(sub *subscriber[E]) {
 		st, msg := s.call(sub, it)
 		s.record(it, Result{Subscriber: sub.name, Status: st, Message: msg})
 	}
+}
+
+// filter runs a subscriber's filter; a panicking filter delivers the event
+// (the handler then decides, under its own recovery).
+func (s *Signal[E]) filter(sub *subscriber[E], e E) (ok bool, msg string) {
+	defer func() {
+		if recover() != nil {
+			ok = true
+		}
+	}()
+	return sub.want(e)
 }
 
 // call runs the handler with its timeout and turns a panic into Failed. A
@@ -405,12 +441,14 @@ func (s *Signal[E]) snapshot(rec *record) []Result {
 // Close stops accepting events, lets every subscriber finish what is queued
 // (drain), and returns when they are done or ctx ends.
 func (s *Signal[E]) Close(ctx context.Context) error {
+	s.emitMu.Lock()
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
 		close(s.in)
 	}
 	s.mu.Unlock()
+	s.emitMu.Unlock()
 	select {
 	case <-s.stopped:
 	case <-ctx.Done():

@@ -41,3 +41,36 @@ func BenchmarkFanout(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFanoutFiltered is BenchmarkFanout with the declining done by a
+// Filter on the dispatcher (what the apps runner does for apps that do not
+// discover their domains): no subscriber goroutine is woken.
+func BenchmarkFanoutFiltered(b *testing.B) {
+	for _, n := range []int{1, 10, 100, 1000} {
+		b.Run("subs="+strconv.Itoa(n), func(b *testing.B) {
+			s := New[int](0)
+			decline := func(int) (bool, string) { return false, "serves none" }
+			for i := range n {
+				if err := s.ConnectFiltered(fmt.Sprint("app", i), time.Minute, decline, func(context.Context, int) (Status, string) {
+					return OK, ""
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.Cleanup(func() { _ = s.Close(context.Background()) })
+			ctx := context.Background()
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				id := strconv.Itoa(i)
+				i++
+				if err := s.Emit(id, i); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := s.Wait(ctx, id); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

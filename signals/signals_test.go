@@ -184,3 +184,46 @@ func BenchmarkEmitWait(b *testing.B) {
 		s.Wait(context.Background(), id)
 	}
 }
+
+func TestFilteredSubscriberIsNotWoken(t *testing.T) {
+	s := New[int](0)
+	var calls sync.Map
+	for _, name := range []string{"evens", "all"} {
+		var want Filter[int]
+		if name == "evens" {
+			want = func(e int) (bool, string) {
+				if e == 99 {
+					panic("a broken filter delivers")
+				}
+				return e%2 == 0, "odd"
+			}
+		}
+		s.ConnectFiltered(name, time.Second, want, func(_ context.Context, e int) (Status, string) {
+			calls.Store(fmt.Sprint(name, e), true)
+			return OK, ""
+		})
+	}
+	for i := 0; i < 4; i++ {
+		s.Emit(fmt.Sprint(i), i)
+	}
+	s.Emit("99", 99)
+	for i, want := range []Status{OK, Skipped, OK, Skipped} {
+		res, err := s.Wait(context.Background(), fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[1].Subscriber != "evens" || res[1].Status != want {
+			t.Errorf("event %d: %+v, want evens %s", i, res[1], want)
+		}
+		if res[0].Status != OK {
+			t.Errorf("event %d: unfiltered subscriber %+v", i, res[0])
+		}
+		if _, called := calls.Load(fmt.Sprint("evens", i)); called != (want == OK) {
+			t.Errorf("event %d: handler called = %v", i, called)
+		}
+	}
+	if res, _ := s.Wait(context.Background(), "99"); res[1].Status != OK {
+		t.Errorf("panicking filter: %+v, want the event delivered", res[1])
+	}
+	s.Close(context.Background())
+}
