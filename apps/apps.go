@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -379,4 +380,27 @@ func (s *Spec) Serves(d string) bool {
 // "_" so the path stays a plain name.
 func ExpandPath(tmpl, domain string) string {
 	return strings.ReplaceAll(tmpl, "{domain}", strings.ReplaceAll(domain, "*", "_"))
+}
+
+// PathOption is one path-valued option of a type: where it is decoded and
+// its default.
+type PathOption struct {
+	Key     string // the key under options:, for messages
+	Value   *string
+	Default string
+}
+
+// PathOptions fills each empty path option with its default and refuses a
+// relative one (no PATH lookup, no working directory), naming the entry's
+// file and line.
+func PathOptions(a *config.App, opts ...PathOption) error {
+	for _, o := range opts {
+		if *o.Value == "" {
+			*o.Value = o.Default
+		}
+		if !filepath.IsAbs(*o.Value) {
+			return a.Pos.Errorf("app %q: options.%s %q must be an absolute path", a.Name, o.Key, *o.Value)
+		}
+	}
+	return nil
 }

@@ -2,11 +2,9 @@ package apps
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/certbus/certbus/internal/certs"
 	"os"
 	"slices"
 	"sort"
@@ -288,7 +286,7 @@ func (a *appRunner) install(domains []string, ev *event.Event) error {
 		}
 		switch {
 		case kp != "" && kp == cp:
-			add(install.File{Path: kp, Data: joinPEM(m.PrivateKey, m.Fullchain), UID: c.UID, GID: c.GID, Mode: c.KeyMode})
+			add(install.File{Path: kp, Data: certs.JoinPEM(m.PrivateKey, m.Fullchain), UID: c.UID, GID: c.GID, Mode: c.KeyMode})
 		default:
 			// Key first: a daemon reading the pair mid-way sees the new key
 			// with the old certificate for an instant at most, and only the
@@ -321,20 +319,6 @@ func (a *appRunner) install(domains []string, ev *event.Event) error {
 		return err
 	}
 	return nil
-}
-
-func joinPEM(parts ...[]byte) []byte {
-	var out []byte
-	for _, p := range parts {
-		if len(p) == 0 {
-			continue
-		}
-		out = append(out, p...)
-		if out[len(out)-1] != '\n' {
-			out = append(out, '\n')
-		}
-	}
-	return out
 }
 
 // reload runs the chain for everything pending, verifies, and rolls back
@@ -437,19 +421,11 @@ func (a *appRunner) previousLeaves(snaps map[string]install.Snapshot, domains []
 		if !ok || !snap.Exists {
 			return nil // a domain that had nothing before: nothing to prove
 		}
-		data := snap.Data
-		for {
-			var blk *pem.Block
-			blk, data = pem.Decode(data)
-			if blk == nil {
-				return nil
-			}
-			if blk.Type == "CERTIFICATE" {
-				sum := sha256.Sum256(blk.Bytes)
-				out[d] = hex.EncodeToString(sum[:])
-				break
-			}
+		leaf, err := certs.FirstCertificate(snap.Data)
+		if err != nil {
+			return nil
 		}
+		out[d] = certs.Fingerprint(leaf)
 	}
 	return out
 }
@@ -599,12 +575,11 @@ func lineageFingerprint(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return "", errors.New("no certificate")
+	c, err := certs.FirstCertificate(b)
+	if err != nil {
+		return "", err
 	}
-	sum := sha256.Sum256(blk.Bytes)
-	return hex.EncodeToString(sum[:]), nil
+	return certs.Fingerprint(c), nil
 }
 
 // domainList names up to a few domains and counts the rest, so that a

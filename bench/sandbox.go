@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/xml"
 	"fmt"
+	"github.com/certbus/certbus/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,35 +146,6 @@ func (p *proc) stop(grace time.Duration) {
 	})
 }
 
-// busConfigTmpl is a system-like bus: EXTERNAL auth (callers known by
-// uid), a default policy that owns and sends nothing, and the shipped
-// certbus policy included, as on a Debian host.
-const busConfigTmpl = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=%s</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Peer"/>
-  </policy>
-  <include>%s</include>
-</busconfig>
-`
-
 // startBus starts a private dbus-daemon in dir and returns its address.
 func (s *sandbox) startBus(dir string) (string, error) {
 	socket := filepath.Join(dir, "bus.socket")
@@ -183,7 +154,8 @@ func (s *sandbox) startBus(dir string) (string, error) {
 	if _, err := os.Stat(policy); err != nil {
 		return "", fmt.Errorf("shipped bus policy: %w", err)
 	}
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfigTmpl, xmlText(socket), xmlText(policy))), 0o644); err != nil {
+	// The same system-like bus the integration tests run on.
+	if err := os.WriteFile(conf, []byte(testutil.BusConfig(socket, testutil.BusOptions{Policy: policy})), 0o644); err != nil {
 		return "", err
 	}
 	r, w, err := os.Pipe()
@@ -212,12 +184,6 @@ func (s *sandbox) startBus(dir string) (string, error) {
 	case <-time.After(10 * time.Second):
 		return "", fmt.Errorf("dbus-daemon printed no address in 10s")
 	}
-}
-
-func xmlText(s string) string {
-	var b bytes.Buffer
-	_ = xml.EscapeText(&b, []byte(s))
-	return b.String()
 }
 
 // daemonEnv is one certbus setup: a bus, a letsencrypt dir, a state dir,

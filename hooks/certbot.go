@@ -6,12 +6,9 @@
 package hooks
 
 import (
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/certbus/certbus/internal/certs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,18 +121,13 @@ func CertFile(path string) (string, []string, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return "", nil, fmt.Errorf("%s holds no PEM block", path)
-	}
-	c, err := x509.ParseCertificate(block.Bytes)
+	c, err := certs.FirstCertificate(data)
 	if err != nil {
 		return "", nil, fmt.Errorf("%s: %w", path, err)
 	}
-	sum := sha256.Sum256(c.Raw)
 	names := make([]string, 0, len(c.DNSNames))
 	for _, n := range c.DNSNames {
 		names = append(names, strings.ToLower(n))
 	}
-	return hex.EncodeToString(sum[:]), names, nil
+	return certs.Fingerprint(c), names, nil
 }

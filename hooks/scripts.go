@@ -3,6 +3,7 @@ package hooks
 import (
 	"bytes"
 	"fmt"
+	"github.com/certbus/certbus/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,23 +77,7 @@ func InstallScripts(letsencryptDir, binary string, force bool) ([]ScriptResult, 
 }
 
 func writeExecutable(p string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".50-certbus-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err = tmp.Chmod(0o755); err == nil {
-		if _, err = tmp.Write(data); err == nil {
-			err = tmp.Sync()
-		}
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), p)
-	}
-	if err != nil {
+	if err := atomicfile.Write(p, data, 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/certbus/certbus/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -46,30 +47,9 @@ func Spool(stateDir, op string, domains Domains) (string, error) {
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	name := fmt.Sprintf("%020d-%s.json", time.Now().UnixNano(), hex.EncodeToString(rnd[:]))
-	tmp, err := os.CreateTemp(dir, ".spool-*.tmp")
-	if err != nil {
-		return "", fmt.Errorf("spool event: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err == nil {
-		_, err = tmp.Write(data)
-		if err == nil {
-			err = tmp.Sync()
-		}
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return "", fmt.Errorf("spool event: %w", err)
-	}
 	final := filepath.Join(dir, name)
-	if err := os.Rename(tmp.Name(), final); err != nil {
+	if err := atomicfile.Write(final, data, 0o600); err != nil {
 		return "", fmt.Errorf("spool event: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return final, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/certbus/certbus/internal/testutil"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -50,10 +51,7 @@ func runConfigObj(t *testing.T, inputs [][]byte) []configObjResult {
 	t.Helper()
 	py := "/usr/bin/python3"
 	if err := exec.Command(py, "-c", "import configobj").Run(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("python3 with configobj (installed with certbot) is needed: %v", err)
-		}
-		t.Skipf("python3 with configobj (installed with certbot) not available: %v", err)
+		testutil.Missing(t, "python3 with configobj (installed with certbot) is needed: %v", err)
 	}
 	in, err := json.Marshal(inputs) // []byte marshals as base64
 	if err != nil {

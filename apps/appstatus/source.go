@@ -95,7 +95,7 @@ func readLeaf(p string) (*x509.Certificate, time.Time, error) {
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	leaf, err := firstCert(data)
+	leaf, err := certs.FirstCertificate(data)
 	return leaf, st.ModTime(), err
 }
 
@@ -110,18 +110,6 @@ func readLimited(p string) ([]byte, error) {
 
 // firstCert skips what may precede the leaf (a private key, in a combined
 // key+chain file) and parses the first certificate.
-func firstCert(data []byte) (*x509.Certificate, error) {
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return nil, errors.New("no PEM certificate")
-		}
-		if b.Type == "CERTIFICATE" {
-			return x509.ParseCertificate(b.Bytes)
-		}
-	}
-}
 
 // firstKey parses the first private key block.
 func firstKey(data []byte) (crypto.PrivateKey, error) {

@@ -23,8 +23,6 @@
 package dovecot
 
 import (
-	"path/filepath"
-
 	"github.com/certbus/certbus/apps"
 	"github.com/certbus/certbus/internal/config"
 )
@@ -56,16 +54,10 @@ func build(a *config.App, env *apps.Env) (*apps.Spec, error) {
 	if err := a.DecodeOptions(&o); err != nil {
 		return nil, err
 	}
-	if o.Config == "" {
-		o.Config = DefaultConfig
-	}
-	if o.Doveadm == "" {
-		o.Doveadm = DefaultDoveadm
-	}
-	for k, p := range map[string]string{"config": o.Config, "doveadm": o.Doveadm} {
-		if !filepath.IsAbs(p) {
-			return nil, a.Pos.Errorf("app %q: options.%s %q must be an absolute path", a.Name, k, p)
-		}
+	if err := apps.PathOptions(a,
+		apps.PathOption{Key: "config", Value: &o.Config, Default: DefaultConfig},
+		apps.PathOption{Key: "doveadm", Value: &o.Doveadm, Default: DefaultDoveadm}); err != nil {
+		return nil, err
 	}
 	if a.Domains == nil {
 		return nil, a.Pos.Errorf("app %q: set domains: the names Dovecot answers for", a.Name)

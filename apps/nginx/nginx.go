@@ -61,16 +61,10 @@ func build(a *config.App, env *apps.Env) (*apps.Spec, error) {
 	if err := a.DecodeOptions(&o); err != nil {
 		return nil, err
 	}
-	if o.Config == "" {
-		o.Config = DefaultConfig
-	}
-	if o.Binary == "" {
-		o.Binary = DefaultBinary
-	}
-	for k, p := range map[string]string{"config": o.Config, "binary": o.Binary} {
-		if !filepath.IsAbs(p) {
-			return nil, a.Pos.Errorf("app %q: options.%s %q must be an absolute path", a.Name, k, p)
-		}
+	if err := apps.PathOptions(a,
+		apps.PathOption{Key: "config", Value: &o.Config, Default: DefaultConfig},
+		apps.PathOption{Key: "binary", Value: &o.Binary, Default: DefaultBinary}); err != nil {
+		return nil, err
 	}
 	d := apps.Defaults{
 		Reload: &config.AppReload{Units: []string{DefaultUnit}, Mode: config.ModeReload},

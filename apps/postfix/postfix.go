@@ -19,8 +19,6 @@
 package postfix
 
 import (
-	"path/filepath"
-
 	"github.com/certbus/certbus/apps"
 	"github.com/certbus/certbus/internal/config"
 )
@@ -51,16 +49,10 @@ func build(a *config.App, env *apps.Env) (*apps.Spec, error) {
 	if err := a.DecodeOptions(&o); err != nil {
 		return nil, err
 	}
-	if o.ConfigDir == "" {
-		o.ConfigDir = DefaultConfigDir
-	}
-	if o.Binary == "" {
-		o.Binary = DefaultBinary
-	}
-	for k, p := range map[string]string{"config_dir": o.ConfigDir, "binary": o.Binary} {
-		if !filepath.IsAbs(p) {
-			return nil, a.Pos.Errorf("app %q: options.%s %q must be an absolute path", a.Name, k, p)
-		}
+	if err := apps.PathOptions(a,
+		apps.PathOption{Key: "config_dir", Value: &o.ConfigDir, Default: DefaultConfigDir},
+		apps.PathOption{Key: "binary", Value: &o.Binary, Default: DefaultBinary}); err != nil {
+		return nil, err
 	}
 	if a.Domains == nil {
 		return nil, a.Pos.Errorf("app %q: set domains: the names Postfix answers for", a.Name)

@@ -305,7 +305,7 @@ func (c *Checker) load(d string, info map[string]string) (*event.Material, error
 			return nil, invalid("domain %s: fullchain %s does not start with the certificate of %s", d, info[event.KeyFullchain], info[event.KeyCertificate])
 		}
 	} else {
-		m.Fullchain = joinPEM(m.Certificate, m.Chain)
+		m.Fullchain = JoinPEM(m.Certificate, m.Chain)
 	}
 	if m.Chain != nil {
 		if _, err := certcrypto.ParsePEMBundle(m.Chain); err != nil {
@@ -400,7 +400,9 @@ func splitFirstPEM(b []byte) (first, rest []byte) {
 	return b[:j], bytes.TrimLeft(b[j:], "\r\n")
 }
 
-func joinPEM(parts ...[]byte) []byte {
+// JoinPEM concatenates PEM texts, each ending in a newline (a combined
+// key+chain file, a certificate and its chain).
+func JoinPEM(parts ...[]byte) []byte {
 	var out []byte
 	for _, p := range parts {
 		if len(p) == 0 {
@@ -418,4 +420,19 @@ func joinPEM(parts ...[]byte) []byte {
 func Fingerprint(c *x509.Certificate) string {
 	sum := sha256.Sum256(c.Raw)
 	return hex.EncodeToString(sum[:])
+}
+
+// FirstCertificate parses the first CERTIFICATE block of PEM data, skipping
+// any other blocks before it.
+func FirstCertificate(data []byte) (*x509.Certificate, error) {
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return nil, errors.New("no PEM certificate")
+		}
+		if b.Type == "CERTIFICATE" {
+			return x509.ParseCertificate(b.Bytes)
+		}
+	}
 }

@@ -100,6 +100,23 @@ const permissivePolicy = `  <policy context="mandatory">
 // or user the machine does not have.
 var unknownPrincipal = regexp.MustCompile(`Unknown (group|username) "([^"]*)" in message bus configuration file`)
 
+// BusConfig is the dbus-daemon configuration StartBus writes: a
+// system-like bus listening on socket, with opts' policy file, extra XML and
+// permissive rules. It needs no test: the benchmarks use it too.
+func BusConfig(socket string, opts BusOptions) string {
+	var body strings.Builder
+	if opts.Policy != "" {
+		fmt.Fprintf(&body, "  <include>%s</include>\n", xmlText(opts.Policy))
+	}
+	if opts.Extra != "" {
+		body.WriteString(opts.Extra + "\n")
+	}
+	if opts.Permissive {
+		body.WriteString(permissivePolicy)
+	}
+	return fmt.Sprintf(busConfig, xmlText(addressEscape(socket)), body.String())
+}
+
 // StartBus starts a private dbus-daemon for the test and stops it (by its
 // PID) when the test ends. The socket lives in a t.TempDir() made reachable
 // by every user, so callers run with AsUser can connect.
@@ -128,25 +145,16 @@ func StartBus(t testing.TB, opts BusOptions) *Bus {
 			t.Fatalf("start bus: %v", err)
 		}
 	}
-	var body strings.Builder
 	if opts.Policy != "" {
 		if _, err := os.Stat(opts.Policy); err != nil {
 			t.Fatalf("start bus: policy file: %v", err)
 		}
-		fmt.Fprintf(&body, "  <include>%s</include>\n", xmlText(opts.Policy))
-	}
-	if opts.Extra != "" {
-		body.WriteString(opts.Extra + "\n")
-	}
-	if opts.Permissive {
-		body.WriteString(permissivePolicy)
 	}
 	b := &Bus{
 		ConfigFile: filepath.Join(dir, "bus.conf"),
 		LogFile:    filepath.Join(dir, "dbus-daemon.log"),
 	}
-	socket := filepath.Join(dir, "bus.socket")
-	conf := fmt.Sprintf(busConfig, xmlText(addressEscape(socket)), body.String())
+	conf := BusConfig(filepath.Join(dir, "bus.socket"), opts)
 	if err := os.WriteFile(b.ConfigFile, []byte(conf), 0o644); err != nil {
 		t.Fatalf("start bus: %v", err)
 	}
