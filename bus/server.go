@@ -116,11 +116,15 @@ type AcceptOptions struct {
 // Accept validates, journals and emits an event from inside the daemon
 // (spool replay and catch-up use it); Notify calls it after the caller check.
 func (s *Server) Accept(op event.Operation, domains map[string]map[string]string, o AcceptOptions) (*event.Event, error) {
-	p := s.policy.Load()
-	mat, err := p.Checker.Check(op, domains)
+	mat, err := s.policy.Load().Checker.Check(op, domains)
 	if err != nil {
 		return nil, err
 	}
+	return s.commit(op, mat, o)
+}
+
+// commit journals and emits an event whose material passed the checks.
+func (s *Server) commit(op event.Operation, mat map[string]*event.Material, o AcceptOptions) (*event.Event, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing.Load() {
@@ -169,10 +173,23 @@ type object struct{ s *Server }
 // Notify is the D-Bus method Notify(s, a{sa{ss}}) -> s.
 func (o *object) Notify(sender dbus.Sender, operation string, domains map[string]map[string]string) (string, *dbus.Error) {
 	s := o.s
-	if derr := s.checkCaller(sender); derr != nil {
+	// The caller check is a round trip to the bus and validation reads and
+	// parses files: independent, and neither writes anything, so they run
+	// side by side (a hook's Notify is the first call of a new connection,
+	// whose credentials are never cached). Nothing is journaled until both
+	// passed, and a refused caller gets only the refusal, never a word
+	// about the files.
+	refused := make(chan *dbus.Error, 1)
+	go func() { refused <- s.checkCaller(sender) }()
+	op := event.Operation(operation)
+	mat, err := s.policy.Load().Checker.Check(op, domains)
+	if derr := <-refused; derr != nil {
 		return "", derr
 	}
-	ev, err := s.Accept(event.Operation(operation), domains, AcceptOptions{})
+	var ev *event.Event
+	if err == nil {
+		ev, err = s.commit(op, mat, AcceptOptions{})
+	}
 	if err != nil {
 		if certs.IsInvalid(err) {
 			s.log.Warn("event refused", zap.String("sender", string(sender)), zap.String("operation", operation), zap.Error(err))
