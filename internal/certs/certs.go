@@ -180,7 +180,11 @@ func (c *Checker) Check(op event.Operation, domains map[string]map[string]string
 	out := make(map[string]*event.Material, len(domains))
 	// Lineages are shared by all their domains: read and check each set of
 	// paths once.
-	cache := map[string]*event.Material{}
+	type checked struct {
+		m    *event.Material
+		leaf *x509.Certificate
+	}
+	cache := map[string]checked{}
 	for _, raw := range names {
 		d := strings.ToLower(raw)
 		if err := CheckDomain(d); err != nil {
@@ -209,43 +213,41 @@ func (c *Checker) Check(op event.Operation, domains map[string]map[string]string
 			continue
 		}
 		key := info[event.KeyCertificate] + "\x00" + info[event.KeyPrivateKey] + "\x00" + info[event.KeyFullchain] + "\x00" + info[event.KeyChain]
-		m, ok := cache[key]
+		ch, ok := cache[key]
 		if !ok {
-			var err error
-			m, err = c.load(d, info)
+			m, leaf, err := c.load(d, info)
 			if err != nil {
 				return nil, err
 			}
-			cache[key] = m
+			ch = checked{m, leaf}
+			cache[key] = ch
 		}
-		if err := c.covers(d, m); err != nil {
-			return nil, err
+		if !Covers(ch.leaf, d) {
+			return nil, invalid("domain %s is not covered by certificate %s (it names %s)", d, ch.m.Paths[event.KeyCertificate], strings.Join(ch.leaf.DNSNames, ", "))
 		}
-		out[d] = m
+		out[d] = ch.m
 	}
-	// The parsed leaf served the checks above; apps need only the bytes and
-	// the fingerprint, and a storm of events should not keep a thousand
-	// parsed certificates alive.
-	for _, m := range cache {
-		m.Leaf = nil
-	}
+	// The parsed leaves served the checks above and stay here: apps need
+	// only the bytes and the fingerprint, and a storm of events should not
+	// keep a thousand parsed certificates alive.
 	return out, nil
 }
 
-// load reads and checks one domain's files.
-func (c *Checker) load(d string, info map[string]string) (*event.Material, error) {
+// load reads and checks one domain's files; it returns them with the parsed
+// leaf.
+func (c *Checker) load(d string, info map[string]string) (*event.Material, *x509.Certificate, error) {
 	for _, k := range []string{event.KeyCertificate, event.KeyPrivateKey} {
 		if info[k] == "" {
-			return nil, invalid("domain %s: missing %s (deploy needs certificate and private_key)", d, k)
+			return nil, nil, invalid("domain %s: missing %s (deploy needs certificate and private_key)", d, k)
 		}
 	}
 	if l := info[event.KeyLineage]; l != "" {
 		rl, err := filepath.EvalSymlinks(l)
 		if err != nil {
-			return nil, invalid("domain %s: lineage %s: %v", d, l, errors.Unwrap(err))
+			return nil, nil, invalid("domain %s: lineage %s: %v", d, l, errors.Unwrap(err))
 		}
 		if !c.Roots.contains(rl) {
-			return nil, invalid("domain %s: lineage %s is outside the allowed directories %s", d, l, strings.Join(c.Roots, ", "))
+			return nil, nil, invalid("domain %s: lineage %s is outside the allowed directories %s", d, l, strings.Join(c.Roots, ", "))
 		}
 	}
 	m := &event.Material{Paths: map[string]string{}}
@@ -268,20 +270,20 @@ func (c *Checker) load(d string, info map[string]string) (*event.Material, error
 	}
 	var err error
 	if m.Certificate, err = read(event.KeyCertificate); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if m.PrivateKey, err = read(event.KeyPrivateKey); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if m.Fullchain, err = read(event.KeyFullchain); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if m.Chain, err = read(event.KeyChain); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	certs, err := certcrypto.ParsePEMBundle(m.Certificate)
 	if err != nil || len(certs) == 0 {
-		return nil, invalid("domain %s: %s is not a PEM certificate: %v", d, info[event.KeyCertificate], err)
+		return nil, nil, invalid("domain %s: %s is not a PEM certificate: %v", d, info[event.KeyCertificate], err)
 	}
 	leaf := certs[0]
 	// A certificate file holding the whole chain (lego's .crt) splits into
@@ -299,45 +301,37 @@ func (c *Checker) load(d string, info map[string]string) (*event.Material, error
 	if m.Fullchain != nil {
 		fc, err := certcrypto.ParsePEMBundle(m.Fullchain)
 		if err != nil || len(fc) == 0 {
-			return nil, invalid("domain %s: fullchain %s is not a PEM bundle: %v", d, info[event.KeyFullchain], err)
+			return nil, nil, invalid("domain %s: fullchain %s is not a PEM bundle: %v", d, info[event.KeyFullchain], err)
 		}
 		if !bytes.Equal(fc[0].Raw, leaf.Raw) {
-			return nil, invalid("domain %s: fullchain %s does not start with the certificate of %s", d, info[event.KeyFullchain], info[event.KeyCertificate])
+			return nil, nil, invalid("domain %s: fullchain %s does not start with the certificate of %s", d, info[event.KeyFullchain], info[event.KeyCertificate])
 		}
 	} else {
 		m.Fullchain = JoinPEM(m.Certificate, m.Chain)
 	}
 	if m.Chain != nil {
 		if _, err := certcrypto.ParsePEMBundle(m.Chain); err != nil {
-			return nil, invalid("domain %s: chain %s is not a PEM bundle: %v", d, info[event.KeyChain], err)
+			return nil, nil, invalid("domain %s: chain %s is not a PEM bundle: %v", d, info[event.KeyChain], err)
 		}
 	}
 	key, err := certcrypto.ParsePEMPrivateKey(keyBlock(m.PrivateKey))
 	if err != nil {
-		return nil, invalid("domain %s: %s is not a PEM private key: %v", d, info[event.KeyPrivateKey], err)
+		return nil, nil, invalid("domain %s: %s is not a PEM private key: %v", d, info[event.KeyPrivateKey], err)
 	}
 	if err := matchKey(leaf, key); err != nil {
-		return nil, invalid("domain %s: private key %s does not match certificate %s: %v", d, info[event.KeyPrivateKey], info[event.KeyCertificate], err)
+		return nil, nil, invalid("domain %s: private key %s does not match certificate %s: %v", d, info[event.KeyPrivateKey], info[event.KeyCertificate], err)
 	}
 	now := time.Now
 	if c.Now != nil {
 		now = c.Now
 	}
 	if t := now(); t.After(leaf.NotAfter) {
-		return nil, invalid("domain %s: certificate %s expired on %s", d, info[event.KeyCertificate], leaf.NotAfter.UTC().Format(time.RFC3339))
+		return nil, nil, invalid("domain %s: certificate %s expired on %s", d, info[event.KeyCertificate], leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	sum := sha256.Sum256(leaf.Raw)
 	m.Fingerprint = hex.EncodeToString(sum[:])
 	m.NotAfter = leaf.NotAfter
-	m.Leaf = leaf
-	return m, nil
-}
-
-func (c *Checker) covers(d string, m *event.Material) error {
-	if !Covers(m.Leaf, d) {
-		return invalid("domain %s is not covered by certificate %s (it names %s)", d, m.Paths[event.KeyCertificate], strings.Join(m.Leaf.DNSNames, ", "))
-	}
-	return nil
+	return m, leaf, nil
 }
 
 // Covers reports whether leaf is valid for d; a wildcard d must be named as

@@ -4,7 +4,6 @@
 package event
 
 import (
-	"crypto/x509"
 	"sort"
 	"time"
 )
@@ -52,9 +51,6 @@ type Material struct {
 	Fingerprint string `json:"fingerprint"`
 	// NotAfter is the leaf's expiry.
 	NotAfter time.Time `json:"not_after"`
-	// Leaf is the parsed leaf certificate while the edge checks it; nil
-	// once the event is accepted.
-	Leaf *x509.Certificate `json:"-"`
 }
 
 // Event is one accepted hook call.
