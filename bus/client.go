@@ -2,9 +2,12 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/certbus/certbus/bus/wire"
 )
 
 // Client calls the daemon. It is what `certbus hook` and `status` use.
@@ -54,4 +57,38 @@ func (c *Client) Wait(ctx context.Context, id string, timeout time.Duration) ([]
 		return nil, classify(c.bus, err)
 	}
 	return res, nil
+}
+
+// Notify delivers one event on a connection of its own and returns its id.
+// The whole exchange goes out in one write (package wire), so a hook pays
+// one round trip to the bus; where that cannot work (an address that is not
+// a unix socket, a bus that does not take EXTERNAL) nothing was sent and it
+// dials with godbus instead. Errors are those of Client.Notify.
+func Notify(ctx context.Context, bus, operation string, domains map[string]map[string]string) (string, error) {
+	if bus == "" {
+		bus = "system"
+	}
+	id, err := wire.Notify(ctx, bus, operation, domains)
+	var we *wire.Error
+	switch {
+	case err == nil:
+		return id, nil
+	case errors.As(err, &we):
+		return "", classify(bus, dbus.Error{Name: we.Name, Body: []any{we.Message}})
+	case errors.Is(err, wire.ErrUnsupported):
+		c, err := Dial(bus)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		return c.Notify(ctx, operation, domains)
+	case ctx.Err() != nil:
+		return "", err
+	default:
+		// No bus at that address, or the line dropped after the call
+		// went out (*wire.SentError): the daemon may have journaled it,
+		// but spooling it again is safe (a deploy is idempotent) and
+		// losing it is not.
+		return "", &UnreachableError{Bus: bus, Err: err}
+	}
 }

@@ -8,18 +8,16 @@ package hooks
 import (
 	"errors"
 	"fmt"
-	"github.com/certbus/certbus/internal/certs"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/certbus/certbus/internal/event"
+	"github.com/certbus/certbus/hooks/certbotenv"
+	"github.com/certbus/certbus/internal/certs"
 )
 
 // UsageError is a missing or malformed input: nothing is sent.
-type UsageError struct{ Msg string }
-
-func (e *UsageError) Error() string { return e.Msg }
+type UsageError = certbotenv.UsageError
 
 func usage(format string, args ...any) error {
 	return &UsageError{Msg: fmt.Sprintf(format, args...)}
@@ -35,45 +33,15 @@ func IsUsage(err error) bool {
 type Domains = map[string]map[string]string
 
 // Certbot builds the event of a certbot directory hook from its
-// environment. For deploy it needs RENEWED_LINEAGE (the live/<name>
-// directory) and RENEWED_DOMAINS; pre and post carry no domains. certbot
-// 2.1.0 leaves the last deploy's RENEWED_* variables in a post hook's
-// environment: they are ignored on purpose, since they are not the set
-// renewed.
+// environment (certbotenv.Domains).
 func Certbot(op string, getenv func(string) string) (Domains, error) {
-	switch event.Operation(op) {
-	case event.Pre, event.Post:
-		return Domains{}, nil
-	case event.Deploy:
-	default:
-		return nil, usage("unknown hook %q: use pre, post or deploy", op)
-	}
-	lineage := getenv("RENEWED_LINEAGE")
-	names := strings.Fields(getenv("RENEWED_DOMAINS"))
-	if lineage == "" || len(names) == 0 {
-		return nil, usage("RENEWED_LINEAGE and RENEWED_DOMAINS are not set: `certbus hook deploy` must be run by certbot as a deploy hook (renewal-hooks/deploy/ or --deploy-hook)")
-	}
-	if !filepath.IsAbs(lineage) {
-		return nil, usage("RENEWED_LINEAGE %q is not an absolute path", lineage)
-	}
-	lineage = filepath.Clean(lineage)
-	return LineageDomains(lineage, names), nil
+	return certbotenv.Domains(op, getenv)
 }
 
 // LineageDomains maps each name to the files of a certbot lineage
-// directory.
+// directory (certbotenv.LineageDomains).
 func LineageDomains(lineage string, names []string) Domains {
-	out := make(Domains, len(names))
-	for _, n := range names {
-		out[strings.ToLower(n)] = map[string]string{
-			event.KeyCertificate: filepath.Join(lineage, "cert.pem"),
-			event.KeyPrivateKey:  filepath.Join(lineage, "privkey.pem"),
-			event.KeyFullchain:   filepath.Join(lineage, "fullchain.pem"),
-			event.KeyChain:       filepath.Join(lineage, "chain.pem"),
-			event.KeyLineage:     lineage,
-		}
-	}
-	return out
+	return certbotenv.LineageDomains(lineage, names)
 }
 
 // Lineage is a certbot lineage found on disk.

@@ -45,25 +45,30 @@ type SendOptions struct {
 func Send(ctx context.Context, o SendOptions, op string, domains Domains) (*Delivery, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	c, err := bus.Dial(o.Bus)
-	if err == nil {
-		defer c.Close()
+	var err error
+	if !o.Wait {
 		var id string
-		id, err = c.Notify(ctx, op, domains)
-		if err == nil {
-			d := &Delivery{EventID: id}
-			if o.Wait {
-				// Ask the daemon to answer a little before our own deadline,
-				// so that slow apps come back as "pending" rather than as a
-				// timed-out call.
+		if id, err = bus.Notify(ctx, o.Bus, op, domains); err == nil {
+			return &Delivery{EventID: id}, nil
+		}
+	} else {
+		var c *bus.Client
+		if c, err = bus.Dial(o.Bus); err == nil {
+			defer c.Close()
+			var id string
+			if id, err = c.Notify(ctx, op, domains); err == nil {
+				d := &Delivery{EventID: id}
+				// Ask the daemon to answer a little before our own
+				// deadline, so that slow apps come back as "pending"
+				// rather than as a timed-out call.
 				wait := time.Until(deadline(ctx))
 				wait -= min(wait/10, 2*time.Second)
 				d.Results, err = c.Wait(ctx, id, wait)
 				if err != nil {
 					return d, fmt.Errorf("wait for event %s: %w", id, err)
 				}
+				return d, nil
 			}
-			return d, nil
 		}
 	}
 	var ue *bus.UnreachableError

@@ -1,0 +1,176 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/certbus/certbus/internal/testutil"
+)
+
+func TestSocket(t *testing.T) {
+	tests := []struct {
+		name, bus, sysEnv, sessEnv, want string
+		unsupported                      bool
+	}{
+		{name: "system default", bus: "system", want: "/run/dbus/system_bus_socket"},
+		{name: "empty is system", bus: "", want: "/run/dbus/system_bus_socket"},
+		{name: "system from env", bus: "system", sysEnv: "unix:path=/x/sys", want: "/x/sys"},
+		{name: "session from env", bus: "session", sessEnv: "unix:path=/run/user/0/bus", want: "/run/user/0/bus"},
+		{name: "session unset", bus: "session", unsupported: true},
+		{name: "path with guid", bus: "unix:path=/a/b,guid=0123", want: "/a/b"},
+		{name: "escaped path", bus: "unix:path=/a%20b/c", want: "/a b/c"},
+		{name: "abstract", bus: "unix:abstract=/tmp/dbus-x", want: "@/tmp/dbus-x"},
+		{name: "first unix entry", bus: "tcp:host=127.0.0.1,port=1;unix:path=/s", want: "/s"},
+		{name: "tcp only", bus: "tcp:host=127.0.0.1,port=1", unsupported: true},
+		{name: "unix without path", bus: "unix:tmpdir=/tmp", unsupported: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", tt.sysEnv)
+			t.Setenv("DBUS_SESSION_BUS_ADDRESS", tt.sessEnv)
+			got, err := socket(tt.bus)
+			if tt.unsupported {
+				if !errors.Is(err, ErrUnsupported) {
+					t.Fatalf("socket(%q) = %q, %v; want ErrUnsupported", tt.bus, got, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("socket(%q) = %q, %v; want %q", tt.bus, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// dispatcher stands in for the daemon's object: it records what Notify
+// received and answers as the test needs.
+type dispatcher struct {
+	mu      sync.Mutex
+	got     []map[string]map[string]string
+	sender  []string
+	release chan struct{}
+}
+
+func (d *dispatcher) Notify(sender dbus.Sender, op string, domains map[string]map[string]string) (string, *dbus.Error) {
+	switch op {
+	case "refuse":
+		return "", dbus.NewError("org.certbus.Dispatcher1.Error.InvalidArgument", []any{"domain a.test: not covered"})
+	case "hang":
+		<-d.release
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.got = append(d.got, domains)
+	d.sender = append(d.sender, string(sender))
+	return "id-" + op, nil
+}
+
+func startDispatcher(t *testing.T) (*testutil.Bus, *dispatcher) {
+	b := testutil.StartBus(t, testutil.BusOptions{Permissive: true})
+	conn := b.Connect(t)
+	d := &dispatcher{release: make(chan struct{})}
+	t.Cleanup(func() { close(d.release) })
+	if err := conn.Export(d, path, iface); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := conn.RequestName(name, dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("request name: %v %v", reply, err)
+	}
+	return b, d
+}
+
+func TestNotify(t *testing.T) {
+	b, d := startDispatcher(t)
+	ctx := context.Background()
+	domains := map[string]map[string]string{
+		"a.test":     {"certificate": "/le/live/a/cert.pem", "private_key": "/le/live/a/privkey.pem"},
+		"www.a.test": {"certificate": "/le/live/a/cert.pem", "private_key": "/le/live/a/privkey.pem"},
+	}
+
+	id, err := Notify(ctx, b.Address, "deploy", domains)
+	if err != nil || id != "id-deploy" {
+		t.Fatalf("Notify = %q, %v; want id-deploy", id, err)
+	}
+	if id, err := Notify(ctx, b.Address, "post", nil); err != nil || id != "id-post" {
+		t.Fatalf("Notify(post, nil) = %q, %v", id, err)
+	}
+	d.mu.Lock()
+	if len(d.got) != 2 || !reflect.DeepEqual(d.got[0], domains) || len(d.got[1]) != 0 {
+		t.Errorf("the daemon received %v, want %v then an empty map", d.got, domains)
+	}
+	if len(d.sender) != 2 || !strings.HasPrefix(d.sender[0], ":") || d.sender[0] == d.sender[1] {
+		t.Errorf("senders %v: want two unique names (a connection per call)", d.sender)
+	}
+	d.mu.Unlock()
+
+	_, err = Notify(ctx, b.Address, "refuse", nil)
+	var we *Error
+	if !errors.As(err, &we) || we.Name != "org.certbus.Dispatcher1.Error.InvalidArgument" || we.Message != "domain a.test: not covered" {
+		t.Errorf("refused call: %#v, want the daemon's named error and message", err)
+	}
+
+	tctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := Notify(tctx, b.Address, "hang", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("hung daemon: %v, want the context's deadline", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("hung daemon: gave up after %v, want about the 200ms deadline", waited)
+	}
+}
+
+func TestNotifyNoDaemon(t *testing.T) {
+	b := testutil.StartBus(t, testutil.BusOptions{Permissive: true})
+	_, err := Notify(context.Background(), b.Address, "pre", nil)
+	var we *Error
+	if !errors.As(err, &we) || we.Name != "org.freedesktop.DBus.Error.ServiceUnknown" {
+		t.Errorf("name not owned: %#v, want the bus's ServiceUnknown", err)
+	}
+
+	missing := "unix:path=" + filepath.Join(t.TempDir(), "no-bus")
+	_, err = Notify(context.Background(), missing, "pre", nil)
+	var se *SentError
+	if err == nil || errors.As(err, &we) || errors.As(err, &se) || errors.Is(err, ErrUnsupported) {
+		t.Errorf("no bus: %#v, want a dial error (nothing sent)", err)
+	}
+
+	if _, err := Notify(context.Background(), "tcp:host=127.0.0.1,port=1", "pre", nil); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("tcp address: %v, want ErrUnsupported", err)
+	}
+}
+
+// TestNotifyAuthRefused uses a listener that is not a bus: a bus that does
+// not offer EXTERNAL cannot be configured from the test's bus config, which
+// always has it. What matters is the answer: ErrUnsupported, so the caller
+// falls back to a full client, nothing having been taken.
+func TestNotifyAuthRefused(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "bus")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		c.Read(buf)
+		c.Write([]byte("REJECTED DBUS_COOKIE_SHA1\r\n"))
+	}()
+	if _, err := Notify(context.Background(), "unix:path="+sock, "pre", nil); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("EXTERNAL refused: %v, want ErrUnsupported", err)
+	}
+}
