@@ -10,8 +10,10 @@ BIN      := bin/certbus
 
 all: build
 
+# certbus-hook goes beside certbus: the hook scripts run it (see README).
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/certbus
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)-hook ./cmd/certbus-hook
 
 deps:
 	@sh scripts/deps.sh test

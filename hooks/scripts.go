@@ -3,10 +3,11 @@ package hooks
 import (
 	"bytes"
 	"fmt"
-	"github.com/certbus/certbus/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/certbus/certbus/internal/atomicfile"
 )
 
 // ScriptName is the file certbus writes in each renewal-hooks directory.
@@ -16,15 +17,24 @@ const ScriptName = "50-certbus"
 // scriptMarker identifies a script certbus wrote (and may rewrite).
 const scriptMarker = "# Written by `certbus install-hooks`"
 
-// Script is the content of the hook script for kind.
+// HookBinary is the lean hook command installed beside certbus
+// (cmd/certbus-hook): `certbus-hook KIND` is `certbus hook KIND` at a
+// fraction of the start-up cost.
+const HookBinary = "certbus-hook"
+
+// Script is the content of the hook script for kind. It runs certbus-hook
+// from binary's directory when that is there, else `binary hook kind`, so a
+// host with only the certbus binary (go install) still delivers.
 func Script(binary, kind string) []byte {
 	q := shellQuote(binary)
+	lean := shellQuote(filepath.Join(filepath.Dir(binary), HookBinary))
 	return []byte(fmt.Sprintf("#!/bin/sh\n%s; tells the certbus daemon about certbot's %s hook.\n"+
 		"# Environment (RENEWED_LINEAGE, RENEWED_DOMAINS, CERTBUS_BUS, CERTBUS_CONFIG) passes through.\n"+
 		"# certbus removed but this script kept (a conffile after apt remove): nothing to do.\n"+
 		"[ -x %s ] || exit 0\n"+
+		"[ -x %s ] && exec %s %s\n"+
 		"exec %s hook %s\n",
-		scriptMarker, kind, q, q, kind))
+		scriptMarker, kind, q, lean, lean, kind, q, kind))
 }
 
 func shellQuote(s string) string {

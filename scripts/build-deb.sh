@@ -76,7 +76,8 @@ root=$work/root
 log "building certbus $version ($goos/$goarch)"
 mkdir -p "$work/bin"
 (cd "$repo" && CGO_ENABLED=0 GOOS=$goos GOARCH=$goarch go build -trimpath \
-	-ldflags "-s -w -X main.version=$version" -o "$work/bin/certbus" ./cmd/certbus)
+	-ldflags "-s -w -X main.version=$version" -o "$work/bin/certbus" ./cmd/certbus &&
+	CGO_ENABLED=0 GOOS=$goos GOARCH=$goarch go build -trimpath -ldflags "-s -w" -o "$work/bin/certbus-hook" ./cmd/certbus-hook)
 
 # The generated files come from running certbus, so they need a binary for
 # this machine, built with the genman tag (the hidden gen-man command is not
@@ -92,6 +93,7 @@ f() { install -m "$1" "$2" "$root$3"; }
 
 d /usr/bin
 f 0755 "$work/bin/certbus" /usr/bin/certbus
+f 0755 "$work/bin/certbus-hook" /usr/bin/certbus-hook
 d /lib/systemd/system
 f 0644 "$pkgsrc/systemd/certbus.service" /lib/systemd/system/certbus.service
 d /usr/share/dbus-1/system.d
@@ -230,7 +232,7 @@ log "built $deb"
 
 # Check: the package holds what the system test and users rely on.
 listing=$(dpkg-deb -c "$deb")
-for path in /usr/bin/certbus /lib/systemd/system/certbus.service \
+for path in /usr/bin/certbus /usr/bin/certbus-hook /lib/systemd/system/certbus.service \
 	/usr/share/dbus-1/system.d/org.certbus.Dispatcher1.conf \
 	/usr/share/dbus-1/system-services/org.certbus.Dispatcher1.service \
 	/etc/letsencrypt/renewal-hooks/pre/50-certbus /etc/letsencrypt/renewal-hooks/post/50-certbus \

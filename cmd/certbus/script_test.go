@@ -21,7 +21,8 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// buildBinary builds cmd/certbus once per test binary; the result lives
+// buildBinary builds cmd/certbus (and cmd/certbus-hook beside it) once per
+// test binary; the result lives
 // in a directory removed when the process exits... by the OS's temp
 // cleaning, since TestMain cannot defer past testscript.Main's os.Exit.
 func buildBinary(t testing.TB) string {
@@ -34,10 +35,13 @@ func buildBinary(t testing.TB) string {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "certbus")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	// certbus-hook beside it, as installed: the hook scripts run it.
+	for _, b := range [][]string{{bin, "."}, {filepath.Join(dir, "certbus-hook"), "../certbus-hook"}} {
+		cmd := exec.Command("go", "build", "-o", b[0], b[1])
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", b[1], err, out)
+		}
 	}
 	// World-executable path so setpriv'd callers can run it too.
 	os.Chmod(dir, 0o755)

@@ -801,7 +801,7 @@ phase purge "dpkg --purge certbus leaves nothing behind"
 inside dpkg --purge certbus >"$WORK/purge.log" 2>&1 ||
 	{ sed 's/^/  /' "$WORK/purge.log" >&2; die "dpkg --purge certbus failed (output above)"; }
 ok "purged"
-for p in /usr/bin/certbus /lib/systemd/system/certbus.service \
+for p in /usr/bin/certbus /usr/bin/certbus-hook /lib/systemd/system/certbus.service \
 	/usr/share/dbus-1/system.d/org.certbus.Dispatcher1.conf \
 	/usr/share/dbus-1/system-services/org.certbus.Dispatcher1.service \
 	/etc/letsencrypt/renewal-hooks/pre/50-certbus /etc/letsencrypt/renewal-hooks/post/50-certbus \

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/certbus/certbus/hooks"
+	"github.com/certbus/certbus/internal/testcerts"
+)
+
+// certbus-hook must answer every call exactly as `certbus hook` does: the
+// common case by itself, the rest by handing over to the certbus binary.
+// Each case runs both and compares exit status and output (event ids and
+// spool file names differ by nature and are masked).
+func TestLeanHookAnswersAsCertbusHook(t *testing.T) {
+	e := newEnv(t, false, `apps:
+  - name: broken
+    type: service
+    domains: ["*"]
+    reload: {command: ["/bin/false"]}
+`)
+	live := testcerts.MustLineage(t, e.le, "a.test", 1, testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{}))
+	full := buildBinary(t)
+	lean := filepath.Join(filepath.Dir(full), "certbus-hook")
+	mask := regexp.MustCompile(`\d{8}T\d{6}Z-\d+-[0-9a-f]{6}|spool/[^ ]+\.json`)
+	run := func(bin string, args []string, extra ...string) (string, int) {
+		t.Helper()
+		if bin == full {
+			args = append([]string{"hook"}, args...)
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(append(os.Environ(), "CERTBUS_BUS="+e.bus.Address, "CERTBUS_CONFIG="+e.config), extra...)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return mask.ReplaceAllString(string(out), "X"), ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mask.ReplaceAllString(string(out), "X"), 0
+	}
+	deploy := []string{"RENEWED_LINEAGE=" + live, "RENEWED_DOMAINS=a.test"}
+	cases := []struct {
+		name  string
+		args  []string
+		env   []string
+		code  int
+		want  string // in the output
+		setup func()
+		// before each side: a deploy, so that each has a reload to wait for
+		deployFirst bool
+	}{
+		{name: "no daemon: spooled", args: []string{"deploy"}, env: deploy, want: "spooled to"},
+		{name: "daemon takes it", args: []string{"deploy"}, env: deploy, want: "deploy event X delivered",
+			setup: func() { startDaemon(t, e.bus.Address, e.config) }},
+		{name: "bus flag", args: []string{"--bus", e.bus.Address, "pre"}, want: "pre event X delivered"},
+		{name: "bus= flag", args: []string{"--bus=" + e.bus.Address, "--config=" + e.config, "post"}, want: "post event X delivered"},
+		{name: "refused", args: []string{"deploy"}, env: []string{"RENEWED_LINEAGE=" + e.le + "/live/nope", "RENEWED_DOMAINS=a.test"}, code: 3, want: "refused"},
+		{name: "no environment", args: []string{"deploy"}, code: 2, want: "RENEWED_LINEAGE"},
+		{name: "unknown hook", args: []string{"renew"}, code: 2, want: "unknown"},
+		{name: "wait", args: []string{"post", "--wait", "--timeout", "30s"}, code: 4, want: "broken", deployFirst: true},
+		{name: "help", args: []string{"--help"}, want: "Exit codes"},
+	}
+	for _, c := range cases {
+		if c.setup != nil {
+			c.setup()
+		}
+		side := func(bin string) (string, int) {
+			if c.deployFirst {
+				if out, code := run(full, []string{"deploy"}, deploy...); code != 0 {
+					t.Fatalf("%s: deploy first: exit %d\n%s", c.name, code, out)
+				}
+			}
+			return run(bin, c.args, c.env...)
+		}
+		fullOut, fullCode := side(full)
+		leanOut, leanCode := side(lean)
+		if fullCode != c.code || !strings.Contains(fullOut, c.want) {
+			t.Errorf("%s: certbus hook %v: exit %d, want %d with %q\n%s", c.name, c.args, fullCode, c.code, c.want, fullOut)
+		}
+		if leanCode != fullCode || leanOut != fullOut {
+			t.Errorf("%s: certbus-hook %v: exit %d\n%s\nwant as certbus hook: exit %d\n%s", c.name, c.args, leanCode, leanOut, fullCode, fullOut)
+		}
+	}
+	if left, _ := hooks.ReadSpool(e.state); len(left) != 0 {
+		t.Errorf("%d events still spooled after the daemon started (want them replayed)", len(left))
+	}
+}
