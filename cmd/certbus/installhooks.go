@@ -26,7 +26,7 @@ func newInstallHooksCmd(g *globalOptions) *cobra.Command {
 		RunE:  func(*cobra.Command, []string) error { return o.run() },
 	}
 	addLetsencryptDirFlag(c, g)
-	c.Flags().StringVar(&o.binary, "binary", "", "certbus binary the scripts exec (default: this one)")
+	c.Flags().StringVar(&o.binary, "binary", "", "certbus binary the scripts exec; certbus-hook in its directory is preferred (default: this one)")
 	c.Flags().BoolVar(&o.force, "force", false, "replace a 50-certbus that certbus did not write")
 	return c
 }
