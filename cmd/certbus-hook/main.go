@@ -46,8 +46,9 @@ func main() {
 	id, err := wire.Notify(ctx, bus, op, domains)
 	cancel()
 	if errors.Is(err, context.DeadlineExceeded) {
-		// The full hook would wait as long again: say it here.
-		fmt.Fprintf(os.Stderr, "certbus: error: %s event not delivered: no answer from the daemon in %v\n", op, timeout)
+		// Handing over would wait as long again: say here what
+		// `certbus hook` says.
+		fmt.Fprintf(os.Stderr, "certbus: error: %s event not delivered: %v\n", op, err)
 		fmt.Fprintln(os.Stderr, "certbus: hint: is certbus.service running? `systemctl status certbus`")
 		os.Exit(1)
 	}
