@@ -411,9 +411,11 @@ func startPostgres(conn net.Conn) error {
 	}
 }
 
-// Expect checks, every retryEvery until ctx ends, whether t serves the
-// certificate whose SHA-256 fingerprint is want (hex, any case, colons
-// allowed), and returns nil as soon as it does. Each attempt is bounded by
+// Expect checks, until ctx ends, whether t serves the certificate whose
+// SHA-256 fingerprint is want (hex, any case, colons allowed), and returns
+// nil as soon as it does. It checks at once, then after 20ms, doubling the
+// pause up to retryEvery: a daemon that switches in tens of milliseconds is
+// seen to, and one that takes seconds is not asked hundreds of times. Each attempt is bounded by
 // ctx and by 10 seconds, so a daemon that hangs while restarting does not
 // use up the budget in one go. When ctx ends first, the error says what was
 // served last (fingerprint, subject, expiry) or why nothing was, against
@@ -431,6 +433,7 @@ func Expect(ctx context.Context, t Target, want string, retryEvery time.Duration
 	}
 	var served *x509.Certificate // the last leaf served, nil if none yet
 	var last error               // why the last attempt got no leaf, nil if it got one
+	pause := min(firstRetry, retryEvery)
 	for {
 		// Only a deadline well before ctx's own: with the same deadline the
 		// attempt's timer could fire first and its failure would look like
@@ -451,18 +454,23 @@ func Expect(ctx context.Context, t Target, want string, retryEvery time.Duration
 			// there is nothing more telling.
 			last = err
 		}
-		timer := time.NewTimer(retryEvery)
+		timer := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return expectError(t, norm, served, last, context.Cause(ctx))
 		case <-timer.C:
 		}
+		pause = min(2*pause, retryEvery)
 	}
 }
 
-// attemptTimeout bounds one attempt of Expect.
-const attemptTimeout = 10 * time.Second
+// attemptTimeout bounds one attempt of Expect; firstRetry is its first
+// pause.
+const (
+	attemptTimeout = 10 * time.Second
+	firstRetry     = 20 * time.Millisecond
+)
 
 func expectError(t Target, want string, served *x509.Certificate, last, cause error) error {
 	switch {
