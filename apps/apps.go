@@ -107,9 +107,13 @@ type Spec struct {
 	// verification moves to the next.
 	Reloaders []Reloader
 	Verify    *VerifySpec
-	Timeout   time.Duration
-	Debounce  time.Duration
-	MaxDelay  time.Duration
+	// RepeatAfter, when set with Verify, is how long a reload method gets
+	// to have the new leaf served before the runner runs that method once
+	// more, then verifies as usual (Apache: see apps/apache). 0: never.
+	RepeatAfter time.Duration
+	Timeout     time.Duration
+	Debounce    time.Duration
+	MaxDelay    time.Duration
 }
 
 // CopySpec says where the app's own copies go. Paths may hold {domain}.

@@ -345,7 +345,7 @@ func (a *appRunner) reload(ctx context.Context, eventID, op string) (signals.Sta
 		mctx, cancel := context.WithTimeout(ctx, a.sp().Timeout)
 		err := m.Reload(mctx, run)
 		if err == nil {
-			err = a.verify(mctx, pending)
+			err = a.verifyOrRepeat(mctx, m, run, pending)
 		}
 		cancel()
 		if err == nil {
@@ -363,6 +363,28 @@ func (a *appRunner) reload(ctx context.Context, eventID, op string) (signals.Sta
 	a.log.Error("app failed", zap.String("event", eventID), zap.String("reason", msg))
 	a.resolve(waiting, eventID, signals.Failed, msg)
 	return signals.Failed, msg
+}
+
+// verifyOrRepeat verifies after m ran. With RepeatAfter, the endpoint gets
+// that long first; if the new leaf is not served by then, m runs once more
+// and verification goes on for the rest of the budget.
+func (a *appRunner) verifyOrRepeat(ctx context.Context, m Reloader, run RunInfo, pending map[string]*event.Material) error {
+	after := a.sp().RepeatAfter
+	if after <= 0 || a.sp().Verify == nil || a.opts.Verify == nil {
+		return a.verify(ctx, pending)
+	}
+	qctx, cancel := context.WithTimeout(ctx, after)
+	err := a.verify(qctx, pending)
+	cancel()
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	a.log.Info("new certificate not served yet: running the reload method once more",
+		zap.String("event", run.EventID), zap.String("method", m.Name()), zap.Duration("after", after), zap.NamedError("verify", err))
+	if err := m.Reload(ctx, run); err != nil {
+		return fmt.Errorf("second run: %w", err)
+	}
+	return a.verify(ctx, pending)
 }
 
 func (a *appRunner) verify(ctx context.Context, pending map[string]*event.Material) error {

@@ -371,3 +371,50 @@ func TestMaxDelayCapsARunningDebounce(t *testing.T) {
 		t.Errorf("first reload after %s, before max_delay (600ms)", took)
 	}
 }
+
+// A method whose result is not served within RepeatAfter runs once more
+// (Apache's graceful, see apps/apache); one that is served in time, or an
+// app without RepeatAfter, runs once.
+func TestRepeatAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		repeatAfter time.Duration
+		servedAfter time.Duration // since the first verify call
+		want        int
+	}{
+		{"served in time", 200 * time.Millisecond, 0, 1},
+		{"served late", 100 * time.Millisecond, 300 * time.Millisecond, 2},
+		{"off", 0, 300 * time.Millisecond, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			argv, reloads := counter(t, 0)
+			s := build(t, config.App{Name: "web", Domains: []string{"a.test"}, Reload: &config.AppReload{Command: argv},
+				Verify: &config.Verify{Address: "127.0.0.1:1"}}, fast)
+			s.RepeatAfter = tc.repeatAfter
+			var first time.Time
+			verifier := func(ctx context.Context, v apps.VerifySpec, sni, fp string) error {
+				if first.IsZero() {
+					first = time.Now()
+				}
+				// Like a daemon in its accept gap: the handshake waits.
+				select {
+				case <-time.After(time.Until(first.Add(tc.servedAfter))):
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			apps.NewRunner(h.sig, []*apps.Spec{s}, apps.Options{Log: zap.NewNop(), Verify: verifier})
+			h.emit(event.Pre, "")
+			h.emit(event.Deploy, h.renew("a.test", "a.test"), "a.test")
+			res := h.wait(h.emit(event.Post, ""))
+			if res["web"].Status != signals.OK {
+				t.Errorf("web: %+v, want ok", res["web"])
+			}
+			if n := reloads(); n != tc.want {
+				t.Errorf("reload ran %d times, want %d", n, tc.want)
+			}
+		})
+	}
+}

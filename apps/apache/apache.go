@@ -23,10 +23,24 @@
 // replaces it. The endpoint is found when the config loads (start,
 // SIGHUP); the domains before every event.
 //
+// A graceful restart can leave Apache accepting no connection for up to a
+// second: the parent tells the old children to stop, rereads its config,
+// and then starts new children only as it reaps old ones, which it checks
+// once, then after a one-second sleep that a child's exit does not cut
+// short (httpd's ap_wait_or_timeout; the parent has no SIGCHLD handler).
+// When the old children have not exited by that first check, new
+// connections wait in the listen queue for that second. So when the new
+// leaf is not served repeat_reload_after (100ms) after the reload, the
+// type runs the reload once more: a second graceful wakes the parent, which
+// starts the new children at once (measured on Debian's 2.4, 20 rotations
+// under load: new certificate served p99 1.07 s -> 0.19 s, no request
+// failed). Set it to 0s to turn that off.
+//
 // Options (`options:` in the app's entry):
 //
 //	config_root: /etc/apache2      # ServerRoot; discovery reads <config_root>/apache2.conf and its includes
 //	configtest: [/usr/sbin/apache2ctl, configtest]   # argv, run before every reload
+//	repeat_reload_after: 100ms     # see above; needs a verify endpoint; 0s: never
 //
 // apache2ctl tests /etc/apache2 (it reads APACHE_CONFDIR from its
 // environment, which certbus does not set): with another config_root, set
@@ -39,6 +53,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -55,9 +70,14 @@ const (
 // DefaultConfigTest is the config test run before a reload.
 var DefaultConfigTest = []string{"/usr/sbin/apache2ctl", "configtest"}
 
+// DefaultRepeatReloadAfter is how long a graceful gets to have the new leaf
+// served before it is sent once more (see the package doc).
+const DefaultRepeatReloadAfter = 100 * time.Millisecond
+
 type options struct {
-	ConfigRoot string   `yaml:"config_root"`
-	ConfigTest []string `yaml:"configtest"`
+	ConfigRoot        string          `yaml:"config_root"`
+	ConfigTest        []string        `yaml:"configtest"`
+	RepeatReloadAfter config.Duration `yaml:"repeat_reload_after"`
 }
 
 func init() {
@@ -69,7 +89,7 @@ func init() {
 }
 
 func build(a *config.App, env *apps.Env) (*apps.Spec, error) {
-	o := options{ConfigRoot: DefaultConfigRoot, ConfigTest: DefaultConfigTest}
+	o := options{ConfigRoot: DefaultConfigRoot, ConfigTest: DefaultConfigTest, RepeatReloadAfter: config.Duration(DefaultRepeatReloadAfter)}
 	if err := a.DecodeOptions(&o); err != nil {
 		return nil, err
 	}
@@ -99,6 +119,7 @@ func build(a *config.App, env *apps.Env) (*apps.Spec, error) {
 				zap.String("app", a.Name), zap.String("why", d.Why))
 		}
 	}
+	s.RepeatAfter = time.Duration(o.RepeatReloadAfter)
 	test := &apps.CommandReloader{Argv: o.ConfigTest, Label: "apache config test (" + strings.Join(o.ConfigTest, " ") + ")"}
 	for i, r := range s.Reloaders {
 		s.Reloaders[i] = &configTested{test: test, next: r}

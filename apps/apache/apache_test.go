@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
@@ -216,6 +217,15 @@ func TestBuild(t *testing.T) {
 	if s.Verify == nil || s.Verify.Address != "127.0.0.1:443" || s.Verify.ServerName != "{domain}" || s.Verify.StartTLS != "" {
 		t.Errorf("verify %+v", s.Verify)
 	}
+	if s.RepeatAfter != DefaultRepeatReloadAfter {
+		t.Errorf("repeat after %v, want the default %v", s.RepeatAfter, DefaultRepeatReloadAfter)
+	}
+	for opt, want := range map[string]time.Duration{"0s": 0, "250ms": 250 * time.Millisecond} {
+		s, err := buildApp(t, "/etc/letsencrypt", "name: web\ntype: apache\noptions: {config_root: "+root+", repeat_reload_after: "+opt+"}\n")
+		if err != nil || s.RepeatAfter != want {
+			t.Errorf("repeat_reload_after %s: %v, %v; want %v", opt, s, err, want)
+		}
+	}
 
 	// The user's keys win: domains turn discovery off, verify and reload
 	// replace the defaults.
@@ -229,9 +239,11 @@ func TestBuild(t *testing.T) {
 	}
 
 	for entry, want := range map[string]string{
-		"name: web\ntype: apache\noptions: {config_root: etc/apache2}\n": "apps.yaml:3: app \"web\": options.config_root",
-		"name: web\ntype: apache\noptions: {configtest: [apache2ctl]}\n": "options.configtest",
-		"name: web\ntype: apache\noptions: {confg_root: /etc/apache2}\n": "confg_root",
+		"name: web\ntype: apache\noptions: {config_root: etc/apache2}\n":  "apps.yaml:3: app \"web\": options.config_root",
+		"name: web\ntype: apache\noptions: {configtest: [apache2ctl]}\n":  "options.configtest",
+		"name: web\ntype: apache\noptions: {confg_root: /etc/apache2}\n":  "confg_root",
+		"name: web\ntype: apache\noptions: {repeat_reload_after: -1s}\n":  "negative duration",
+		"name: web\ntype: apache\noptions: {repeat_reload_after: soon}\n": "soon",
 	} {
 		if _, err := buildApp(t, "/etc/letsencrypt", entry); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: err = %v, want %q", entry, err, want)
