@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -311,17 +312,53 @@ func benchDowntime(s *sandbox, rotations int) ([]row, error) {
 	if err := os.WriteFile(modeFile, []byte("graceful"), 0o644); err != nil {
 		return nil, err
 	}
-	appsYAML := fmt.Sprintf(`apps:
+	// The apache type's second graceful (repeat_reload_after, see
+	// apps/apache) is certbus's; the restart baseline, FreedomBox's way,
+	// runs without it: the config switches with the mode (SIGHUP).
+	appsYAML := func(repeat string) string {
+		return fmt.Sprintf(`apps:
   - name: apache
     type: apache
     options:
       config_root: %[1]s
       configtest: [/usr/sbin/apache2, -d, %[1]s, -f, %[1]s/apache2.conf, -t]
+      repeat_reload_after: %[3]s
     reload: {command: ["%[2]s"]}
-`, adir, reload)
-	e, err := s.newDaemonEnv("downtime", "reload: {debounce: 2s, timeout: 30s}", appsYAML)
+`, adir, reload, repeat)
+	}
+	repeatFor := map[string]string{"graceful": "100ms", "restart": "0s"}
+	const reloadYAML = "reload: {debounce: 2s, timeout: 30s}"
+	e, err := s.newDaemonEnv("downtime", reloadYAML, appsYAML(repeatFor["graceful"]))
 	if err != nil {
 		return nil, err
+	}
+	mainConfig, err := os.ReadFile(e.config)
+	if err != nil {
+		return nil, err
+	}
+	configMode, configReloads := "graceful", 0
+	switchConfig := func(mode string) error {
+		if mode == configMode {
+			return nil
+		}
+		body := strings.Replace(string(mainConfig), appsYAML(repeatFor["graceful"]), appsYAML(repeatFor[mode]), 1)
+		if err := os.WriteFile(e.config, []byte(body), 0o644); err != nil {
+			return err
+		}
+		if err := e.daemon.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			return err
+		}
+		configReloads++
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if b, _ := os.ReadFile(e.logPath); strings.Count(string(b), "config reloaded") >= configReloads {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the daemon did not reload its config for %s rotations:\n%s", mode, tail(e.logPath, 2000))
+			}
+		}
+		configMode = mode
+		return nil
 	}
 	const name = "bench.test"
 	leaves := make([]*testcerts.Leaf, 2*rotations+1)
@@ -377,6 +414,7 @@ func benchDowntime(s *sandbox, rotations int) ([]row, error) {
 	// toServe splits into certbus's part (hook post returned -> the reload
 	// command started, config test included) and Apache's (-> served).
 	toServe, toCommand, commandToServe := map[string][]time.Duration{}, map[string][]time.Duration{}, map[string][]time.Duration{}
+	repeats := map[string]int{} // reload commands run more than once a rotation
 	var results []string
 	for k := range 2 * rotations {
 		mode := "graceful"
@@ -384,6 +422,9 @@ func benchDowntime(s *sandbox, rotations int) ([]row, error) {
 			mode = "restart"
 		}
 		if err := os.WriteFile(modeFile, []byte(mode), 0o644); err != nil {
+			return nil, err
+		}
+		if err := switchConfig(mode); err != nil {
 			return nil, err
 		}
 		leaf := leaves[k+1]
@@ -419,15 +460,16 @@ func benchDowntime(s *sandbox, rotations int) ([]row, error) {
 			time.Sleep(time.Millisecond)
 		}
 		toServe[mode] = append(toServe[mode], served.Sub(posted))
-		if t, ok := lastReloadTime(filepath.Join(adir, "reload-times")); ok && t.After(posted) {
-			toCommand[mode] = append(toCommand[mode], t.Sub(posted))
-			commandToServe[mode] = append(commandToServe[mode], served.Sub(t))
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 		res, err := waitResults(ctx, conn, m[1], 40*time.Second)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("wait for post: %w", err)
+		}
+		if ts := reloadTimes(filepath.Join(adir, "reload-times"), posted); len(ts) > 0 {
+			toCommand[mode] = append(toCommand[mode], ts[0].Sub(posted))
+			commandToServe[mode] = append(commandToServe[mode], served.Sub(ts[0]))
+			repeats[mode] += len(ts) - 1
 		}
 		for _, r := range res {
 			if r.Status != "ok" {
@@ -487,28 +529,32 @@ func benchDowntime(s *sandbox, rotations int) ([]row, error) {
 		{"4 downtime", "  `hook post` returned -> new certificate served, p50 / p99",
 			ms(median(rServe)) + " / " + ms(percentile(rServe, 99)), ms(median(gServe)) + " / " + ms(percentile(gServe, 99)),
 			ratioStr(pairedRatio(gServe, rServe)), "p99 <= 1 s", verdict(percentile(gServe, 99) <= time.Second)},
-		{"4 downtime", "  of which certbus: `hook post` returned -> reload command started (config test included), p50 / p99",
+		{"4 downtime", "  of which certbus: `hook post` returned -> first reload command started (config test included), p50 / p99",
 			ms(median(toCommand["restart"])) + " / " + ms(percentile(toCommand["restart"], 99)),
 			ms(median(toCommand["graceful"])) + " / " + ms(percentile(toCommand["graceful"], 99)), "", "", ""},
-		{"4 downtime", "  of which Apache: reload command started -> new certificate served, p50 / p99",
+		{"4 downtime", "  of which Apache: first reload command started -> new certificate served, p50 / p99",
 			ms(median(commandToServe["restart"])) + " / " + ms(percentile(commandToServe["restart"], 99)),
 			ms(median(commandToServe["graceful"])) + " / " + ms(percentile(commandToServe["graceful"], 99)), "", "", ""},
+		{"4 downtime", "  rotations where the reload ran twice (apache's repeat_reload_after: 0s for restart, 100ms for graceful)",
+			strconv.Itoa(repeats["restart"]), strconv.Itoa(repeats["graceful"]), "", "", ""},
 	}, nil
 }
 
-// lastReloadTime reads the newest timestamp the reload command wrote.
-func lastReloadTime(path string) (time.Time, bool) {
+// reloadTimes reads the timestamps the reload command wrote after since.
+func reloadTimes(path string, since time.Time) []time.Time {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return time.Time{}, false
+		return nil
 	}
-	lines := strings.Fields(string(b))
-	if len(lines) == 0 {
-		return time.Time{}, false
+	var out []time.Time
+	for _, f := range strings.Fields(string(b)) {
+		ns, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			continue
+		}
+		if t := time.Unix(0, ns); t.After(since) {
+			out = append(out, t)
+		}
 	}
-	ns, err := strconv.ParseInt(lines[len(lines)-1], 10, 64)
-	if err != nil {
-		return time.Time{}, false
-	}
-	return time.Unix(0, ns), true
+	return out
 }
