@@ -82,7 +82,7 @@ func Notify(ctx context.Context, bus, operation string, domains map[string]map[s
 		}
 		defer c.Close()
 		return c.Notify(ctx, operation, domains)
-	case ctx.Err() != nil:
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		return "", err
 	default:
 		// No bus at that address, or the line dropped after the call

@@ -141,6 +141,11 @@ func sent(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The socket's deadline is ctx's, and may strike before ctx
+		// itself is marked done.
+		return context.DeadlineExceeded
+	}
 	return &SentError{Err: err}
 }
 
