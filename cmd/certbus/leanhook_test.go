@@ -88,6 +88,19 @@ func TestLeanHookAnswersAsCertbusHook(t *testing.T) {
 			t.Errorf("%s: certbus-hook %v: exit %d\n%s\nwant as certbus hook: exit %d\n%s", c.name, c.args, leanCode, leanOut, fullCode, fullOut)
 		}
 	}
+	// The common case is certbus-hook's own, not a disguised hand-over:
+	// alone in a directory, without certbus beside it, it still delivers;
+	// what it must hand over fails, naming the missing binary.
+	alone := filepath.Join(t.TempDir(), "certbus-hook")
+	if b, err := os.ReadFile(lean); err != nil || os.WriteFile(alone, b, 0o755) != nil {
+		t.Fatalf("copy certbus-hook: %v", err)
+	}
+	if out, code := run(alone, []string{"deploy"}, deploy...); code != 0 || !strings.Contains(out, "deploy event X delivered") {
+		t.Errorf("certbus-hook alone, common case: exit %d\n%s", code, out)
+	}
+	if out, code := run(alone, []string{"post", "--wait"}); code != 1 || !strings.Contains(out, "needs the certbus binary") {
+		t.Errorf("certbus-hook alone, --wait: exit %d, want 1 naming the missing certbus\n%s", code, out)
+	}
 	if left, _ := hooks.ReadSpool(e.state); len(left) != 0 {
 		t.Errorf("%d events still spooled after the daemon started (want them replayed)", len(left))
 	}
