@@ -10,13 +10,15 @@ import (
 	"strings"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/certbus/certbus/bus/wire"
 )
 
 // The names of the D-Bus contract (DESIGN section 2).
 const (
-	Name      = "org.certbus.Dispatcher1"
-	Path      = dbus.ObjectPath("/org/certbus/Dispatcher1")
-	Interface = "org.certbus.Dispatcher1"
+	Name      = wire.Name
+	Path      = wire.Path
+	Interface = wire.Interface
 
 	ErrInvalidArgument = "org.certbus.Dispatcher1.Error.InvalidArgument"
 	ErrUnknownEvent    = "org.certbus.Dispatcher1.Error.UnknownEvent"

@@ -1,10 +1,9 @@
 // Package wire delivers one Notify call to the certbus daemon on a fresh
 // connection of its own, with the whole exchange written at once: the SASL
 // EXTERNAL lines, BEGIN, Hello and the call, pipelined as the D-Bus
-// specification allows (sd-bus connects the same way). A hook then pays one
-// round trip to the bus instead of the seven of a godbus connection (auth
-// query, AUTH, DATA, NEGOTIATE_UNIX_FD, BEGIN, Hello, call), which is most
-// of what a short-lived process spends there.
+// specification allows (sd-bus connects the same way). A hook then waits
+// for the bus once instead of the six times of a godbus connection (auth
+// query, AUTH, DATA, NEGOTIATE_UNIX_FD, Hello, then the call).
 //
 // Messages are built and read by godbus; only the three SASL lines are
 // written here. It speaks unix sockets and EXTERNAL only, which is what a
@@ -31,11 +30,12 @@ import (
 	"github.com/godbus/dbus/v5"
 )
 
-// The daemon's names (DESIGN section 2; package bus has the same).
+// The daemon's names (DESIGN section 2), here so that this package needs
+// nothing of package bus, which takes them from here.
 const (
-	name  = "org.certbus.Dispatcher1"
-	path  = dbus.ObjectPath("/org/certbus/Dispatcher1")
-	iface = "org.certbus.Dispatcher1"
+	Name      = "org.certbus.Dispatcher1"
+	Path      = dbus.ObjectPath("/org/certbus/Dispatcher1")
+	Interface = "org.certbus.Dispatcher1"
 )
 
 // ErrUnsupported means the bus address is not a unix socket this package
@@ -80,7 +80,7 @@ func Notify(ctx context.Context, bus, op string, domains map[string]map[string]s
 	if domains == nil {
 		domains = map[string]map[string]string{}
 	}
-	if err := call(&req, notifySerial, name, path, iface, "Notify", op, domains); err != nil {
+	if err := call(&req, notifySerial, Name, Path, Interface, "Notify", op, domains); err != nil {
 		return "", err
 	}
 

@@ -79,10 +79,10 @@ func startDispatcher(t *testing.T) (*testutil.Bus, *dispatcher) {
 	conn := b.Connect(t)
 	d := &dispatcher{release: make(chan struct{})}
 	t.Cleanup(func() { close(d.release) })
-	if err := conn.Export(d, path, iface); err != nil {
+	if err := conn.Export(d, Path, Interface); err != nil {
 		t.Fatal(err)
 	}
-	if reply, err := conn.RequestName(name, dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
+	if reply, err := conn.RequestName(Name, dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
 		t.Fatalf("request name: %v %v", reply, err)
 	}
 	return b, d
