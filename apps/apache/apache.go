@@ -40,7 +40,7 @@
 //
 //	config_root: /etc/apache2      # ServerRoot; discovery reads <config_root>/apache2.conf and its includes
 //	configtest: [/usr/sbin/apache2ctl, configtest]   # argv, run before every reload
-//	repeat_reload_after: 100ms     # see above; needs a verify endpoint; 0s: never
+//	repeat_reload_after: 100ms     # see above; needs a verify endpoint; 0s: never; not with reload.mode restart
 //
 // apache2ctl tests /etc/apache2 (it reads APACHE_CONFDIR from its
 // environment, which certbus does not set): with another config_root, set
@@ -119,7 +119,11 @@ func build(a *config.App, env *apps.Env) (*apps.Spec, error) {
 				zap.String("app", a.Name), zap.String("why", d.Why))
 		}
 	}
-	s.RepeatAfter = time.Duration(o.RepeatReloadAfter)
+	if a.Reload == nil || a.Reload.Mode != config.ModeRestart {
+		// A restart has no accept gap to cut short, and a second one
+		// would only drop connections again.
+		s.RepeatAfter = time.Duration(o.RepeatReloadAfter)
+	}
 	test := &apps.CommandReloader{Argv: o.ConfigTest, Label: "apache config test (" + strings.Join(o.ConfigTest, " ") + ")"}
 	for i, r := range s.Reloaders {
 		s.Reloaders[i] = &configTested{test: test, next: r}

@@ -220,6 +220,9 @@ func TestBuild(t *testing.T) {
 	if s.RepeatAfter != DefaultRepeatReloadAfter {
 		t.Errorf("repeat after %v, want the default %v", s.RepeatAfter, DefaultRepeatReloadAfter)
 	}
+	if s, err := buildApp(t, "/etc/letsencrypt", "name: web\ntype: apache\nreload: {mode: restart}\noptions: {config_root: "+root+"}\n"); err != nil || s.RepeatAfter != 0 {
+		t.Errorf("reload.mode restart: repeat after %v, %v; want none (a second restart only drops connections again)", s, err)
+	}
 	for opt, want := range map[string]time.Duration{"0s": 0, "250ms": 250 * time.Millisecond} {
 		s, err := buildApp(t, "/etc/letsencrypt", "name: web\ntype: apache\noptions: {config_root: "+root+", repeat_reload_after: "+opt+"}\n")
 		if err != nil || s.RepeatAfter != want {
