@@ -1,19 +1,22 @@
 // Package applied remembers, per app and domain, which certificate the app
 // last applied successfully (installed and, where it reloads, reloaded and
 // verified). The daemon compares it with the lineages at start to catch up
-// on renewals it missed, and status reports it. One small JSON file, written
-// atomically after every change.
+// on renewals it missed, and status reports it. One JSON file, written
+// atomically after every change; changes that arrive while it is being
+// written share the next write (group commit), so a thousand apps reloading
+// at once cost a few writes of the file rather than a thousand.
 package applied
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/certbus/certbus/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/certbus/certbus/internal/atomicfile"
 )
 
 // Record is what an app applied for a domain.
@@ -29,12 +32,20 @@ type Store struct {
 	path string
 	mu   sync.Mutex
 	m    map[string]map[string]Record // app -> domain -> record
+
+	// Group commit: gen counts changes, saved is the last gen on disk;
+	// one caller at a time writes (saving) while the others wait on done.
+	gen, saved uint64
+	saving     bool
+	done       *sync.Cond
+	writes     int // files written, for tests
 }
 
 // Open loads the store; a missing file is an empty store. A corrupt file is
 // an error naming it: catch-up would otherwise redo everything silently.
 func Open(stateDir string) (*Store, error) {
 	s := &Store{path: filepath.Join(stateDir, "applied.json"), m: map[string]map[string]Record{}}
+	s.done = sync.NewCond(&s.mu)
 	data, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
@@ -61,8 +72,8 @@ func (s *Store) Set(app, domain string, r Record) error {
 	return s.SetMany(app, map[string]Record{domain: r})
 }
 
-// SetMany records what app applied for several domains, with one write of
-// the file (a reload covers every domain of a renewal run at once).
+// SetMany records what app applied for several domains and returns once
+// that is on disk (a reload covers every domain of a renewal run at once).
 func (s *Store) SetMany(app string, recs map[string]Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -80,7 +91,36 @@ func (s *Store) SetMany(app string, recs map[string]Record) error {
 	if !changed {
 		return nil
 	}
-	return s.save()
+	s.gen++
+	mine := s.gen
+	for s.saved < mine {
+		if s.saving {
+			s.done.Wait()
+			continue
+		}
+		// Write everything changed so far, this change and those that
+		// came while the previous write ran; callers arriving during
+		// this one wait for the next.
+		s.saving = true
+		upTo := s.gen
+		data, err := json.Marshal(s.m)
+		if err == nil {
+			s.mu.Unlock()
+			err = s.write(data)
+			s.mu.Lock()
+		}
+		s.saving = false
+		if err == nil {
+			s.saved = upTo
+			s.writes++
+		}
+		s.done.Broadcast()
+		if err != nil {
+			// The waiters retry, each reporting its own failure.
+			return err
+		}
+	}
+	return nil
 }
 
 // All returns a copy of every record.
@@ -97,11 +137,7 @@ func (s *Store) All() map[string]map[string]Record {
 	return out
 }
 
-func (s *Store) save() error {
-	data, err := json.MarshalIndent(s.m, "", " ")
-	if err != nil {
-		return err
-	}
+func (s *Store) write(data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
 		return err
 	}
