@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -58,9 +59,13 @@ type Signal[E any] struct {
 
 	// emitMu orders Emit's sends (emit order = dispatch order) without
 	// holding mu, which the dispatcher takes to record filtered results.
-	emitMu  sync.Mutex
-	mu      sync.Mutex
+	emitMu sync.Mutex
+	mu     sync.Mutex
+	// subs and names are shared by the events emitted while they hold:
+	// only appended to, or replaced (a thousand subscribers, 512 events
+	// kept, no copy per event).
 	subs    []*subscriber[E]
+	names   []string
 	records map[string]*record
 	order   []string // emit order, for forgetting the oldest
 	closed  bool
@@ -80,10 +85,15 @@ type item[E any] struct {
 }
 
 type record struct {
-	names   []string // subscribers at emit
+	names   []string // subscribers at emit (shared, read only)
 	results map[string]Result
-	left    int
-	done    chan struct{}
+	// declined holds, per message, the indexes in names of the
+	// subscribers whose filter declined the event: four bytes each rather
+	// than a Result each, since most of a thousand apps decline most
+	// events.
+	declined map[string][]int32
+	left     int
+	done     chan struct{}
 }
 
 // delivery is one queued event for one subscriber: kept small, since every
@@ -123,7 +133,7 @@ func New[E any](keep int) *Signal[E] {
 }
 
 // Observe sets a function called with every result as it is recorded or
-// updated (the daemon journals them). Set it before the first Emit; it runs
+// updated (the daemon journals them), except a filter's declines. Set it before the first Emit; it runs
 // on the subscriber's goroutine and must be quick.
 func (s *Signal[E]) Observe(f func(id string, r Result)) {
 	s.mu.Lock()
@@ -145,7 +155,8 @@ func (s *Signal[E]) Connect(name string, timeout time.Duration, h Handler[E]) er
 // ConnectFiltered is Connect with a filter (nil: every event). Events the
 // filter declines are recorded Skipped at once, so a thousand subscribers
 // that each serve a few domains cost an event a thousand calls, not a
-// thousand goroutine wake-ups.
+// thousand goroutine wake-ups. Declines reach Wait and Results, not the
+// observer: a subscriber that was not concerned has nothing to journal.
 func (s *Signal[E]) ConnectFiltered(name string, timeout time.Duration, want Filter[E], h Handler[E]) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -158,7 +169,10 @@ func (s *Signal[E]) ConnectFiltered(name string, timeout time.Duration, want Fil
 		}
 	}
 	sub := &subscriber[E]{name: name, timeout: timeout, h: h, want: want, wake: make(chan struct{}, 1)}
+	// Appending never changes what an earlier event's slice shows (it
+	// writes past that slice's length); only Disconnect must copy.
 	s.subs = append(s.subs, sub)
+	s.names = append(s.names, name)
 	s.wg.Add(1)
 	go s.serve(sub)
 	return nil
@@ -171,7 +185,8 @@ func (s *Signal[E]) Disconnect(name string) {
 	defer s.mu.Unlock()
 	for i, o := range s.subs {
 		if o.name == name {
-			s.subs = append(s.subs[:i], s.subs[i+1:]...)
+			s.subs = slices.Delete(slices.Clone(s.subs), i, i+1)
+			s.names = slices.Delete(slices.Clone(s.names), i, i+1)
 			o.close()
 			return
 		}
@@ -212,11 +227,9 @@ func (s *Signal[E]) Emit(id string, e E) error {
 	// The subscribers are those connected at Emit. The send happens under
 	// emitMu only, so the dispatcher may take mu while Emit waits on a
 	// full queue.
-	subs := append([]*subscriber[E](nil), s.subs...)
+	subs := s.subs
+	rec.names = s.names
 	rec.left = len(subs)
-	for _, sub := range subs {
-		rec.names = append(rec.names, sub.name)
-	}
 	if len(subs) == 0 {
 		close(rec.done)
 	}
@@ -238,15 +251,31 @@ func isDone(r *record) bool {
 func (s *Signal[E]) dispatch() {
 	defer close(s.stopped)
 	for it := range s.in {
-		for _, sub := range it.subs {
+		for i, sub := range it.subs {
 			if sub.want != nil {
 				if ok, msg := s.filter(sub, it.ev); !ok {
-					s.record(delivery[E]{id: it.id, ev: it.ev, rec: it.rec}, Result{Subscriber: sub.name, Status: Skipped, Message: msg})
+					s.decline(it.rec, i, msg)
 					continue
 				}
 			}
 			sub.push(it)
 		}
+	}
+}
+
+// decline records that the filter of subscriber i declined the event:
+// Skipped for Wait, not passed to the observer (nothing happened to
+// journal).
+func (s *Signal[E]) decline(rec *record, i int, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rec.declined == nil {
+		rec.declined = map[string][]int32{}
+	}
+	rec.declined[msg] = append(rec.declined[msg], int32(i))
+	rec.left--
+	if rec.left == 0 {
+		close(rec.done)
 	}
 }
 
@@ -426,10 +455,21 @@ func (s *Signal[E]) Results(id string) ([]Result, bool) {
 func (s *Signal[E]) snapshot(rec *record) []Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	declined := make([]string, len(rec.names))
+	isDeclined := make([]bool, len(rec.names))
+	for msg, idx := range rec.declined {
+		for _, i := range idx {
+			declined[i], isDeclined[i] = msg, true
+		}
+	}
 	out := make([]Result, 0, len(rec.names))
-	for _, n := range rec.names {
+	for i, n := range rec.names {
 		r, ok := rec.results[n]
-		if !ok {
+		switch {
+		case ok:
+		case isDeclined[i]:
+			r = Result{Subscriber: n, Status: Skipped, Message: declined[i]}
+		default:
 			r = Result{Subscriber: n, Status: Pending, Message: "still running"}
 		}
 		out = append(out, r)

@@ -188,6 +188,8 @@ func BenchmarkEmitWait(b *testing.B) {
 func TestFilteredSubscriberIsNotWoken(t *testing.T) {
 	s := New[int](0)
 	var calls sync.Map
+	var observed sync.Map
+	s.Observe(func(id string, r Result) { observed.Store(id+" "+r.Subscriber, r.Status) })
 	for _, name := range []string{"evens", "all"} {
 		var want Filter[int]
 		if name == "evens" {
@@ -212,8 +214,13 @@ func TestFilteredSubscriberIsNotWoken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res[1].Subscriber != "evens" || res[1].Status != want {
+		if res[1].Subscriber != "evens" || res[1].Status != want || want == Skipped && res[1].Message != "odd" {
 			t.Errorf("event %d: %+v, want evens %s", i, res[1], want)
+		}
+		// A decline is not passed to the observer (nothing to journal);
+		// what a handler returned is.
+		if _, seen := observed.Load(fmt.Sprint(i, " evens")); seen != (want == OK) {
+			t.Errorf("event %d: evens observed = %v, want %v", i, seen, want == OK)
 		}
 		if res[0].Status != OK {
 			t.Errorf("event %d: unfiltered subscriber %+v", i, res[0])
