@@ -116,6 +116,17 @@ func (r Roots) ReadFile(path string) ([]byte, error) {
 	if !filepath.IsAbs(path) {
 		return nil, invalid("path %q is not absolute", path)
 	}
+	// Resolve first, so that nothing outside the roots is ever opened as
+	// root (a device node may act on open); the check after opening
+	// catches a symlink swapped in between.
+	resolved, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, invalid("cannot open %s: %v", path, errors.Unwrap(err))
+	}
+	if !r.contains(resolved) {
+		return nil, invalid("%s resolves to %s, outside the allowed directories %s (set source_dirs to allow more)",
+			path, resolved, strings.Join(r, ", "))
+	}
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, invalid("cannot open %s: %v", path, errors.Unwrap(err))
