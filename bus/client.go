@@ -62,33 +62,40 @@ func (c *Client) Wait(ctx context.Context, id string, timeout time.Duration) ([]
 // Notify delivers one event on a connection of its own and returns its id.
 // The whole exchange goes out in one write (package wire), so a hook pays
 // one round trip to the bus; where that cannot work (an address that is not
-// a unix socket, a bus that does not take EXTERNAL) nothing was sent and it
-// dials with godbus instead. Errors are those of Client.Notify.
+// a unix socket, or lists several, a bus that does not take EXTERNAL)
+// nothing was sent and it dials with godbus instead. Errors are those of
+// Client.Notify.
 func Notify(ctx context.Context, bus, operation string, domains map[string]map[string]string) (string, error) {
 	if bus == "" {
 		bus = "system"
 	}
 	id, err := wire.Notify(ctx, bus, operation, domains)
 	var we *wire.Error
+	var se *wire.SentError
 	switch {
 	case err == nil:
 		return id, nil
 	case errors.As(err, &we):
-		return "", classify(bus, dbus.Error{Name: we.Name, Body: []any{we.Message}})
-	case errors.Is(err, wire.ErrUnsupported):
+		de := dbus.Error{Name: we.Name}
+		if we.Message != "" {
+			de.Body = []any{we.Message}
+		}
+		return "", classify(bus, de)
+	case errors.Is(err, wire.ErrNotSent):
 		c, err := Dial(bus)
 		if err != nil {
 			return "", err
 		}
 		defer c.Close()
 		return c.Notify(ctx, operation, domains)
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		return "", err
-	default:
-		// No bus at that address, or the line dropped after the call
-		// went out (*wire.SentError): the daemon may have journaled it,
-		// but spooling it again is safe (a deploy is idempotent) and
-		// losing it is not.
+	case errors.As(err, &se):
+		// The line dropped after the call went out: the daemon may have
+		// journaled it, but spooling it again is safe (a deploy is
+		// idempotent) and losing it is not.
 		return "", &UnreachableError{Bus: bus, Err: err}
+	default:
+		// The context's end, or a call that cannot be encoded: not
+		// delivered, and spooling would not help.
+		return "", err
 	}
 }

@@ -7,7 +7,7 @@
 //
 // Messages are built and read by godbus; only the three SASL lines are
 // written here. It speaks unix sockets and EXTERNAL only, which is what a
-// system bus offers: anything else is ErrUnsupported, and the caller uses a
+// system bus offers: anything else is ErrNotSent, and the caller uses a
 // full godbus connection. It is not a D-Bus client: no signals, no second
 // call, no file descriptors.
 package wire
@@ -38,10 +38,10 @@ const (
 	Interface = "org.certbus.Dispatcher1"
 )
 
-// ErrUnsupported means the bus address is not a unix socket this package
-// can reach, or the bus did not take EXTERNAL authentication. Nothing was
-// delivered.
-var ErrUnsupported = errors.New("bus address or authentication not supported by the one-write client")
+// ErrNotSent means nothing was delivered and a full client should try: the
+// address has no unix socket this package speaks, its first one cannot be
+// reached (an address may list others), or the bus did not take EXTERNAL.
+var ErrNotSent = errors.New("not sent by the one-write client")
 
 // Error is the D-Bus error the bus or the daemon answered the call with.
 type Error struct {
@@ -64,9 +64,10 @@ const (
 )
 
 // Notify sends Notify(op, domains) to the daemon on bus ("system",
-// "session" or a D-Bus address) and returns the event id. Errors: a dial
-// error (the bus is not there: nothing sent), ErrUnsupported (nothing sent),
-// *Error (the answer was an error), *SentError, or ctx's error.
+// "session" or a D-Bus address) and returns the event id. Errors:
+// ErrNotSent (wrapped), *Error (the answer was an error), *SentError,
+// ctx's error, or an error encoding the call (nothing sent, and no client
+// would do better).
 func Notify(ctx context.Context, bus, op string, domains map[string]map[string]string) (string, error) {
 	addr, err := socket(bus)
 	if err != nil {
@@ -87,7 +88,10 @@ func Notify(ctx context.Context, bus, op string, domains map[string]map[string]s
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", addr)
 	if err != nil {
-		return "", err
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", fmt.Errorf("%w: %v", ErrNotSent, err)
 	}
 	defer conn.Close()
 	deadline, ok := ctx.Deadline()
@@ -108,7 +112,7 @@ func Notify(ctx context.Context, bus, op string, domains map[string]map[string]s
 	}
 	if !strings.HasPrefix(line, "OK ") {
 		// REJECTED or ERROR: the bus dropped everything after AUTH.
-		return "", fmt.Errorf("%w: the bus answered %q", ErrUnsupported, strings.TrimSpace(line))
+		return "", fmt.Errorf("%w: the bus answered %q", ErrNotSent, strings.TrimSpace(line))
 	}
 	for {
 		m, err := dbus.DecodeMessage(r)
@@ -216,5 +220,5 @@ func socket(bus string) (string, error) {
 			}
 		}
 	}
-	return "", fmt.Errorf("%w: %q", ErrUnsupported, addr)
+	return "", fmt.Errorf("%w: no unix socket in %q", ErrNotSent, addr)
 }
