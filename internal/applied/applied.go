@@ -88,10 +88,11 @@ func (s *Store) SetMany(app string, recs map[string]Record) error {
 		s.m[app][d] = r
 		changed = true
 	}
-	if !changed {
-		return nil
+	if changed {
+		s.gen++
 	}
-	s.gen++
+	// Unchanged still waits for a write under way (or failed) that holds
+	// the same records: they are not on disk yet.
 	mine := s.gen
 	for s.saved < mine {
 		if s.saving {

@@ -91,6 +91,13 @@ func TestSaveErrorReachesEveryCaller(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "state"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The same change again is no change, but it is not on disk either.
+	if err := s.Set("app-x", "a.test", rec("aa")); err == nil {
+		t.Error("first call: no error though nothing could be written")
+	}
+	if err := s.Set("app-x", "a.test", rec("aa")); err == nil {
+		t.Error("the same record again: no error though it never reached the disk")
+	}
 	var wg sync.WaitGroup
 	for i := range 5 {
 		wg.Add(1)
