@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/certbus/certbus/internal/certs"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -366,17 +367,23 @@ func (a *appRunner) reload(ctx context.Context, eventID, op string) (signals.Sta
 }
 
 // verifyOrRepeat verifies after m ran. With RepeatAfter, the endpoint gets
-// that long first; if the new leaf is not served by then, m runs once more
-// and verification goes on for the rest of the budget.
+// that long to serve the new leaf for one of the domains (the daemon either
+// takes connections again or not; the other names are checked after); if
+// it does not, m runs once more. Then every domain is verified with the
+// rest of the budget.
 func (a *appRunner) verifyOrRepeat(ctx context.Context, m Reloader, run RunInfo, pending map[string]*event.Material) error {
 	after := a.sp().RepeatAfter
 	if after <= 0 || a.sp().Verify == nil || a.opts.Verify == nil {
 		return a.verify(ctx, pending)
 	}
+	first := slices.Min(slices.Collect(maps.Keys(pending)))
 	qctx, cancel := context.WithTimeout(ctx, after)
-	err := a.verify(qctx, pending)
+	err := a.verify(qctx, map[string]*event.Material{first: pending[first]})
 	cancel()
-	if err == nil || ctx.Err() != nil {
+	if err == nil {
+		return a.verify(ctx, pending)
+	}
+	if ctx.Err() != nil {
 		return err
 	}
 	a.log.Info("new certificate not served yet: running the reload method once more",

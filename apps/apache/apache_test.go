@@ -289,3 +289,26 @@ func TestConfigTestGuardsEveryMethod(t *testing.T) {
 		}
 	}
 }
+
+// The second graceful of an event (repeat_reload_after) skips the config
+// test that passed for it a moment ago; the next event tests again.
+func TestRepeatSkipsConfigTest(t *testing.T) {
+	dir := t.TempDir()
+	tests := filepath.Join(dir, "tests")
+	test := filepath.Join(dir, "test.sh")
+	os.WriteFile(test, []byte("#!/bin/sh\necho tested >> "+tests+"\n"), 0o755)
+	root := writeTree(t, map[string]string{"apache2.conf": ""})
+	s, err := buildApp(t, "/etc/letsencrypt", "name: web\ntype: apache\nreload: {command: [/bin/true]}\n"+
+		"options: {config_root: "+root+", configtest: ["+test+"]}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"e1", "e1", "e2"} {
+		if err := s.Reloaders[0].Reload(context.Background(), apps.RunInfo{EventID: id, Operation: "post"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, _ := os.ReadFile(tests); strings.Count(string(b), "\n") != 2 {
+		t.Errorf("config test ran %d times for e1, e1, e2; want 2", strings.Count(string(b), "\n"))
+	}
+}
