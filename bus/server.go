@@ -178,7 +178,8 @@ func (o *object) Notify(sender dbus.Sender, operation string, domains map[string
 	// side by side (a hook's Notify is the first call of a new connection,
 	// whose credentials are never cached). Nothing is journaled until both
 	// passed, and a refused caller gets only the refusal, never a word
-	// about the files.
+	// about the files; validation opens nothing outside the certificate
+	// roots (certs.Roots.ReadFile resolves a path before opening it).
 	refused := make(chan *dbus.Error, 1)
 	go func() { refused <- s.checkCaller(sender) }()
 	op := event.Operation(operation)

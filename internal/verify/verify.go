@@ -413,9 +413,11 @@ func startPostgres(conn net.Conn) error {
 
 // Expect checks, until ctx ends, whether t serves the certificate whose
 // SHA-256 fingerprint is want (hex, any case, colons allowed), and returns
-// nil as soon as it does. It checks at once, then after 20ms, doubling the
-// pause up to retryEvery: a daemon that switches in tens of milliseconds is
-// seen to, and one that takes seconds is not asked hundreds of times. Each attempt is bounded by
+// nil as soon as it does. It checks at once, then after 20ms, the pause
+// growing by half each time up to retryEvery (checks at 0, 20, 50, 95 ms...):
+// a daemon that switches in tens of milliseconds is seen to (the apache
+// type's 100ms window gets four looks), and one that takes seconds is not
+// asked hundreds of times. Each attempt is bounded by
 // ctx and by 10 seconds, so a daemon that hangs while restarting does not
 // use up the budget in one go. When ctx ends first, the error says what was
 // served last (fingerprint, subject, expiry) or why nothing was, against
@@ -461,7 +463,7 @@ func Expect(ctx context.Context, t Target, want string, retryEvery time.Duration
 			return expectError(t, norm, served, last, context.Cause(ctx))
 		case <-timer.C:
 		}
-		pause = min(2*pause, retryEvery)
+		pause = min(pause*3/2, retryEvery)
 	}
 }
 
