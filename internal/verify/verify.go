@@ -446,12 +446,18 @@ func Expect(ctx context.Context, t Target, want string, retryEvery time.Duration
 		}
 		cert, err := leaf(actx, t)
 		cancel()
+		// An attempt ctx cut short may return before ctx says so (its
+		// socket deadline is ctx's): a passed deadline counts too.
+		cut := ctx.Err() != nil
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			cut = true
+		}
 		switch {
 		case err == nil && Fingerprint(cert) == norm:
 			return nil
 		case err == nil:
 			served, last = cert, nil
-		case ctx.Err() == nil || last == nil && served == nil:
+		case !cut || last == nil && served == nil:
 			// Keep the failure of the attempt ctx cut short only if
 			// there is nothing more telling.
 			last = err
