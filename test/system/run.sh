@@ -634,6 +634,7 @@ inside systemctl stop certbus.service
 inside systemctl is-active -q certbus.service && die "certbus.service is still active after systemctl stop"
 APACHE_PID=$(inside systemctl show -p MainPID --value apache2.service)
 reloads0=$(unit_jobs apache2.service reload)
+renew_since=$(inside date '+%Y-%m-%d %H:%M:%S')
 restarts0=$(($(unit_jobs apache2.service restart) + $(unit_jobs apache2.service start)))
 activations0=$(activations)
 renew_rc=0
@@ -688,10 +689,16 @@ if [ "$reloads" -gt 0 ]; then
 	reloads=$(($(unit_jobs apache2.service reload) - reloads0))
 fi
 restarts=$(($(unit_jobs apache2.service restart) + $(unit_jobs apache2.service start) - restarts0))
+# The apache type reloads a second time when the new certificate is not
+# served 100ms after the first (Apache's accept gap after a graceful, see
+# apps/apache): allowed once, and only when the daemon says so.
+repeats=$(inside journalctl -q --no-pager -o cat -u certbus.service --since "$renew_since" | grep -c "apps.apache new certificate not served yet: running the reload method once more" || true)
 if [ "$reloads" -eq 1 ] && [ "$restarts" -eq 0 ]; then
 	ok "apache2.service was reloaded exactly once"
+elif [ "$reloads" -eq 2 ] && [ "$repeats" -eq 1 ] && [ "$restarts" -eq 0 ]; then
+	ok "apache2.service was reloaded once, and once more for Apache's accept gap (logged by certbus)"
 else
-	check_fail "apache2.service: $reloads reloads and $restarts (re)starts after the renewal, want 1 reload and no restart"
+	check_fail "apache2.service: $reloads reloads ($repeats logged as the accept-gap repeat) and $restarts (re)starts after the renewal, want 1 reload (2 with one logged repeat) and no restart"
 	inside journalctl -q --no-pager -n 20 -u apache2.service | sed 's/^/  /' >&2 || true
 fi
 pid_now=$(inside systemctl show -p MainPID --value apache2.service)
