@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -74,17 +73,7 @@ func template9(t *testing.T, name string, vars map[string]string) string {
 // and exit code.
 func (e *env) hook9(t *testing.T, extraEnv []string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(buildBinary(t), append([]string{"hook"}, args...)...)
-	cmd.Env = append(append(os.Environ(), "CERTBUS_BUS="+e.bus.Address, "CERTBUS_CONFIG="+e.config), extraEnv...)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return string(out), ee.ExitCode()
-	}
-	if err != nil {
-		t.Fatalf("hook %v: %v", args, err)
-	}
-	return string(out), 0
+	return hookRun(t, e, args, extraEnv...)
 }
 
 // renewal9 is one certbot run: pre, deploy of a new version of lineage
@@ -190,14 +179,12 @@ func waitServed9(t *testing.T, target verify.Target, fp, what string) {
 // connection or two just after that.
 func servedSoon9(t *testing.T, target verify.Target, want string) string {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		got := served9(t, target)
-		if got == want || time.Now().After(deadline) {
-			return got
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if verify.Expect(ctx, target, want, 20*time.Millisecond) == nil {
+		return want
 	}
+	return served9(t, target)
 }
 
 // childPIDs lists the processes whose parent is pid.

@@ -328,16 +328,7 @@ func TestHookSpoolsWhileDaemonDownAndReplays(t *testing.T) {
 	leaf := testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{})
 	live := testcerts.MustLineage(t, e.le, "a.test", 1, leaf)
 	hook := func(kind string) (string, int) {
-		cmd := exec.Command(buildBinary(t), "hook", kind)
-		cmd.Env = append(os.Environ(), "CERTBUS_BUS="+e.bus.Address, "CERTBUS_CONFIG="+e.config,
-			"RENEWED_LINEAGE="+live, "RENEWED_DOMAINS=a.test")
-		out, err := cmd.CombinedOutput()
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		}
-		return string(out), code
+		return hookRun(t, e, []string{kind}, deployEnv(live, "a.test")...)
 	}
 	for _, k := range []string{"pre", "deploy", "post"} {
 		out, code := hook(k)
@@ -374,14 +365,7 @@ func TestHookWaitExitCodes(t *testing.T) {
 	startDaemon(t, e.bus.Address, e.config)
 	live := testcerts.MustLineage(t, e.le, "a.test", 1, testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{}))
 	run := func(args []string, extra ...string) (string, int) {
-		cmd := exec.Command(buildBinary(t), args...)
-		cmd.Env = append(append(os.Environ(), "CERTBUS_BUS="+e.bus.Address, "CERTBUS_CONFIG="+e.config), extra...)
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return string(out), ee.ExitCode()
-		}
-		return string(out), 0
+		return e.run(t, buildBinary(t), args, extra...)
 	}
 	run([]string{"hook", "pre"})
 	if out, code := run([]string{"hook", "deploy"}, "RENEWED_LINEAGE="+live, "RENEWED_DOMAINS=a.test"); code != 0 {

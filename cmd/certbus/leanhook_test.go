@@ -1,9 +1,7 @@
 package main
 
 import (
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -33,17 +31,8 @@ func TestLeanHookAnswersAsCertbusHook(t *testing.T) {
 		if bin == full {
 			args = append([]string{"hook"}, args...)
 		}
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(append(os.Environ(), "CERTBUS_BUS="+e.bus.Address, "CERTBUS_CONFIG="+e.config), extra...)
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return mask.ReplaceAllString(string(out), "X"), ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return mask.ReplaceAllString(string(out), "X"), 0
+		out, code := e.run(t, bin, args, extra...)
+		return mask.ReplaceAllString(out, "X"), code
 	}
 	deploy := []string{"RENEWED_LINEAGE=" + live, "RENEWED_DOMAINS=a.test"}
 	cases := []struct {

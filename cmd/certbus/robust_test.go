@@ -27,7 +27,14 @@ import (
 // hookRun runs the real hook binary like certbot would.
 func hookRun(t *testing.T, e *env, args []string, extra ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(buildBinary(t), append([]string{"hook"}, args...)...)
+	return e.run(t, buildBinary(t), append([]string{"hook"}, args...), extra...)
+}
+
+// run runs bin ARGS with the env's bus and config in its environment
+// (and extra) and returns its combined output and exit status.
+func (e *env) run(t *testing.T, bin string, args []string, extra ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(append(os.Environ(), "CERTBUS_BUS="+e.bus.Address, "CERTBUS_CONFIG="+e.config), extra...)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
