@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/certbus/certbus/hooks"
 	"github.com/certbus/certbus/internal/certs"
 	"github.com/certbus/certbus/internal/event"
@@ -109,6 +111,15 @@ func TestCheckRefuses(t *testing.T) {
 	os.Symlink(secret, escape)
 	outsideCopy := filepath.Join(f.outside, "cert.pem")
 	os.WriteFile(outsideCopy, f.goodLeaf.CertPEM, 0o644)
+	// Neither a FIFO nor a device node is ever opened for reading: the
+	// first would block the daemon, the second may act on open.
+	fifo := filepath.Join(f.le, "live", "fifo.pem")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	device := filepath.Join(f.le, "live", "device.pem")
+	os.Symlink("/dev/zero", device)
+	dir := filepath.Join(f.le, "live")
 	notCert := filepath.Join(f.le, "notcert.pem")
 	os.WriteFile(notCert, []byte("hello\n"), 0o644)
 	many := map[string]map[string]string{}
@@ -134,6 +145,11 @@ func TestCheckRefuses(t *testing.T) {
 		{"not a certificate", event.Deploy, map[string]map[string]string{"example.com": pair(notCert, gk)}, "not a PEM certificate"},
 		{"unknown key", event.Deploy, map[string]map[string]string{"example.com": {"certificate": gc, "private_key": gk, "pfx": gc}}, "unknown info key"},
 		{"missing key", event.Deploy, map[string]map[string]string{"example.com": {"certificate": gc}}, "missing private_key"},
+		{"fifo", event.Deploy, map[string]map[string]string{"example.com": pair(fifo, gk)}, "fifo.pem is not a regular file"},
+		{"device", event.Deploy, map[string]map[string]string{"example.com": pair(device, gk)}, "resolves to /dev/zero, outside the allowed"},
+		{"directory", event.Deploy, map[string]map[string]string{"example.com": pair(dir, gk)}, "live is not a regular file"},
+		{"lineage outside", event.Deploy, map[string]map[string]string{"example.com": {"certificate": gc, "private_key": gk, "lineage": f.outside}}, "lineage: " + f.outside + " resolves to"},
+		{"lineage not a directory", event.Deploy, map[string]map[string]string{"example.com": {"certificate": gc, "private_key": gk, "lineage": gc}}, "not a directory"},
 		{"missing file", event.Deploy, map[string]map[string]string{"example.com": pair(filepath.Join(f.le, "nope.pem"), gk)}, "cannot open"},
 		{"too many", event.Pre, many, "at most 100"},
 		{"files on pre", event.Pre, map[string]map[string]string{"example.com": pair(gc, gk)}, "carries no files"},
