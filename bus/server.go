@@ -60,12 +60,20 @@ type Server struct {
 	mu      sync.Mutex // serialises accept: journal order = emit order
 	seq     uint64
 	closing atomic.Bool
+
+	// announce carries accepted events, in order, to the goroutine that
+	// logs them and emits CertificateEvent, so that the caller's reply
+	// does not wait for either; announced is closed when it has drained.
+	announce  chan *event.Event
+	announced chan struct{}
 }
 
 // NewServer makes the object; nothing is exported until Start.
 func NewServer(conn *dbus.Conn, sig *signals.Signal[*event.Event], j Journal, p *Policy, log *zap.Logger) *Server {
-	s := &Server{conn: conn, signal: sig, journal: j, log: log, lookupUser: lookupUser}
+	s := &Server{conn: conn, signal: sig, journal: j, log: log, lookupUser: lookupUser,
+		announce: make(chan *event.Event, 1024), announced: make(chan struct{})}
 	s.policy.Store(p)
+	go s.announcer()
 	return s
 }
 
@@ -101,10 +109,19 @@ func (s *Server) Start() error {
 }
 
 // Stop releases the name so no new call arrives; calls already running
-// finish.
+// finish, and it returns once every accepted event has been logged and
+// announced (before the daemon closes its connection).
 func (s *Server) Stop() {
-	s.closing.Store(true)
+	if s.closing.Swap(true) {
+		return
+	}
 	_, _ = s.conn.ReleaseName(Name)
+	// No commit runs once closing is seen under mu: every accepted event
+	// is announced before Stop returns.
+	s.mu.Lock()
+	close(s.announce)
+	s.mu.Unlock()
+	<-s.announced
 }
 
 // AcceptOptions mark events the daemon makes itself.
@@ -138,12 +155,22 @@ func (s *Server) commit(op event.Operation, mat map[string]*event.Material, o Ac
 	if err := s.signal.Emit(ev.ID, ev); err != nil {
 		return nil, fmt.Errorf("emit event: %w", err)
 	}
-	s.log.Info("event accepted", zap.String("event", ev.ID), zap.String("operation", string(op)),
-		zap.Strings("domains", ev.DomainNames()), zap.Bool("replay", o.Replay), zap.Strings("only", o.Only))
-	if err := s.conn.Emit(Path, Interface+".CertificateEvent", ev.ID, string(op), signalDomains(ev)); err != nil {
-		s.log.Warn("emit CertificateEvent", zap.String("event", ev.ID), zap.Error(err))
-	}
+	s.announce <- ev
 	return ev, nil
+}
+
+// announcer logs each accepted event and emits its CertificateEvent, in
+// the order of acceptance, off the caller's path: the event is durable
+// and the apps have it before either happens.
+func (s *Server) announcer() {
+	defer close(s.announced)
+	for ev := range s.announce {
+		s.log.Info("event accepted", zap.String("event", ev.ID), zap.String("operation", string(ev.Operation)),
+			zap.Strings("domains", ev.DomainNames()), zap.Bool("replay", ev.Replay), zap.Strings("only", ev.Only))
+		if err := s.conn.Emit(Path, Interface+".CertificateEvent", ev.ID, string(ev.Operation), signalDomains(ev)); err != nil {
+			s.log.Warn("emit CertificateEvent", zap.String("event", ev.ID), zap.Error(err))
+		}
+	}
 }
 
 // signalDomains is the domain map as the CertificateEvent signal carries it.
@@ -179,7 +206,8 @@ func (o *object) Notify(sender dbus.Sender, operation string, domains map[string
 	// whose credentials are never cached). Nothing is journaled until both
 	// passed, and a refused caller gets only the refusal, never a word
 	// about the files; validation opens nothing outside the certificate
-	// roots (certs.Roots.ReadFile resolves a path before opening it).
+	// roots (certs.Roots.ReadFile checks where a path leads before it
+	// opens anything for reading).
 	refused := make(chan *dbus.Error, 1)
 	go func() { refused <- s.checkCaller(sender) }()
 	op := event.Operation(operation)

@@ -380,3 +380,63 @@ func TestHookWaitExitCodes(t *testing.T) {
 		t.Errorf("bad deploy: exit %d, want 3\n%s", code, out)
 	}
 }
+
+// The reply to Notify does not wait for the CertificateEvent signal (it is
+// emitted after, off the caller's path), but the signals still come in the
+// order the events were accepted, each once, and the last event's signal
+// is sent before the daemon stops.
+func TestCertificateEventsInOrderAndDrainedAtStop(t *testing.T) {
+	e := newEnv(t, false, oneApp)
+	d := startDaemon(t, e.bus.Address, e.config)
+	leaf := testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{})
+	live := testcerts.MustLineage(t, e.le, "a.test", 1, leaf)
+	watch, err := dbus.Connect(e.bus.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	if err := watch.AddMatchSignal(dbus.WithMatchInterface(bus.Interface), dbus.WithMatchMember("CertificateEvent")); err != nil {
+		t.Fatal(err)
+	}
+	signals := make(chan *dbus.Signal, 64)
+	watch.Signal(signals)
+	c := e.client(t)
+	ctx := context.Background()
+	var want []string
+	for range 5 {
+		for _, op := range []string{"pre", "deploy", "post"} {
+			var doms map[string]map[string]string
+			if op == "deploy" {
+				doms = hooks.LineageDomains(live, []string{"a.test"})
+			}
+			id, err := c.Notify(ctx, op, doms)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, op+" "+id)
+		}
+	}
+	// Stop right after the last reply: its signal must still go out.
+	if err := d.stop(t); err != nil {
+		t.Fatalf("daemon exit: %v", err)
+	}
+	var got []string
+	timeout := time.After(5 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case s := <-signals:
+			if len(s.Body) != 3 {
+				t.Fatalf("CertificateEvent with %d values", len(s.Body))
+			}
+			got = append(got, fmt.Sprint(s.Body[1], " ", s.Body[0]))
+		case <-timeout:
+			t.Fatalf("%d of %d CertificateEvent signals; got %q", len(got), len(want), got)
+		}
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("signals, in order received:\n%s\nwant, in order accepted:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n := strings.Count(d.log.String(), "event accepted"); n != len(want) {
+		t.Errorf("%d 'event accepted' log lines, want %d", n, len(want))
+	}
+}
