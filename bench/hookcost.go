@@ -140,7 +140,7 @@ func benchHook(s *sandbox, pairs int) ([]row, *hookResult, error) {
 	rows := []row{
 		{"1 hook", fmt.Sprintf("deploy hook, whole process, median of %d alternating pairs: `certbus-hook deploy` (what the hook scripts run)", pairs),
 			ms(median(r.baseline)) + " (bash+gdbus)", ms(median(r.lean)), ratioStr(r.ratio), "ratio <= 0.4", verdict(r.ratio <= 0.4)},
-		{"1 hook", "  derived: each side's own cost, the in-process one-write call (the daemon's work, the same for both) taken off",
+		{"1 hook", "  derived: each side's own cost, the in-process pipelined call (the daemon's work, the same for both) taken off",
 			ms(median(r.baseline) - median(r.oneWrite)), ms(median(r.lean) - median(r.oneWrite)),
 			ratioStr(float64(median(r.lean)-median(r.oneWrite)) / float64(median(r.baseline)-median(r.oneWrite))), "", ""},
 		{"1 hook", "  the same event through `certbus hook deploy` (the whole certbus binary)",
@@ -149,7 +149,7 @@ func benchHook(s *sandbox, pairs int) ([]row, *hookResult, error) {
 			ms(median(r.baseline)), ms(median(r.script)), ratioStr(pairedRatio(r.script, r.baseline)), "", ""},
 		{"1 hook", "  part: start-up, no Notify (`certbus version` vs gdbus Peer.Ping to the daemon)",
 			ms(median(r.ping)), ms(median(r.version)), ratioStr(pairedRatio(r.version, r.ping)), "", ""},
-		{"1 hook", "  part: in-process Notify(deploy) on a new connection: godbus Dial+call (baseline) vs one write (bus/wire)",
+		{"1 hook", "  part: in-process Notify(deploy) on a new connection: godbus Dial+call (baseline) vs pipelined (bus/wire)",
 			ms(median(r.godbus)), ms(median(r.oneWrite)), ratioStr(pairedRatio(r.oneWrite, r.godbus)), "", ""},
 		{"1 hook", "  part: Go package inits (GODEBUG=inittrace=1, median of 9): certbus hook (baseline) vs certbus-hook",
 			ms(r.initFull), ms(r.initLean), "", "", ""},

@@ -60,8 +60,8 @@ func (c *Client) Wait(ctx context.Context, id string, timeout time.Duration) ([]
 }
 
 // Notify delivers one event on a connection of its own and returns its id.
-// The whole exchange goes out in one write (package wire), so a hook pays
-// one round trip to the bus; where that cannot work (an address that is not
+// The whole exchange goes out before any answer (package wire), so a hook
+// pays one round trip to the bus; where that cannot work (an address that is not
 // a unix socket, or lists several, a bus that does not take EXTERNAL)
 // nothing was sent and it dials with godbus instead. Errors are those of
 // Client.Notify.

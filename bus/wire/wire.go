@@ -1,9 +1,10 @@
 // Package wire delivers one Notify call to the certbus daemon on a fresh
-// connection of its own, with the whole exchange written at once: the SASL
-// EXTERNAL lines, BEGIN, Hello and the call, pipelined as the D-Bus
-// specification allows (sd-bus connects the same way). A hook then waits
-// for the bus once instead of the six times of a godbus connection (auth
-// query, AUTH, DATA, NEGOTIATE_UNIX_FD, Hello, then the call).
+// connection of its own, with the whole exchange written ahead of any
+// answer: the SASL EXTERNAL lines, BEGIN and Hello when it connects, the
+// call as soon as it is built, pipelined as the D-Bus specification allows
+// (sd-bus connects the same way). A hook then waits for the bus once
+// instead of the six times of a godbus connection (auth query, AUTH, DATA,
+// NEGOTIATE_UNIX_FD, Hello, then the call).
 //
 // Messages are built and read by godbus; only the three SASL lines are
 // written here. It speaks unix sockets and EXTERNAL only, which is what a
@@ -41,7 +42,7 @@ const (
 // ErrNotSent means nothing was delivered and a full client should try: the
 // address has no unix socket this package speaks, its first one cannot be
 // reached (an address may list others), or the bus did not take EXTERNAL.
-var ErrNotSent = errors.New("not sent by the one-write client")
+var ErrNotSent = errors.New("not sent by the pipelining client")
 
 // Error is the D-Bus error the bus or the daemon answered the call with.
 type Error struct {
@@ -64,51 +65,93 @@ const (
 )
 
 // Notify sends Notify(op, domains) to the daemon on bus ("system",
-// "session" or a D-Bus address) and returns the event id. Errors:
-// ErrNotSent (wrapped), *Error (the answer was an error), *SentError,
-// ctx's error, or an error encoding the call (nothing sent, and no client
-// would do better).
+// "session" or a D-Bus address) and returns the event id: Dial, then
+// Conn.Notify. Errors: ErrNotSent (wrapped), *Error (the answer was an
+// error), *SentError, ctx's error, or an error encoding the call (nothing
+// sent, and no client would do better).
 func Notify(ctx context.Context, bus, op string, domains map[string]map[string]string) (string, error) {
-	addr, err := socket(bus)
+	c, err := Dial(ctx, bus)
 	if err != nil {
 		return "", err
+	}
+	defer c.Close()
+	return c.Notify(op, domains)
+}
+
+// Conn is a connection that has sent its authentication and Hello, and
+// may send one Notify.
+type Conn struct {
+	ctx  context.Context
+	conn net.Conn
+	stop func() bool
+}
+
+// Dial connects to bus and writes the SASL EXTERNAL lines, BEGIN and
+// Hello without waiting for an answer, so that the bus authenticates the
+// connection while the caller prepares its call (a hook dials first, then
+// reads its environment). ctx bounds everything the connection does; its
+// errors are ErrNotSent (wrapped), ctx's error, or *SentError when the
+// write failed halfway.
+func Dial(ctx context.Context, bus string) (*Conn, error) {
+	addr, err := socket(bus)
+	if err != nil {
+		return nil, err
 	}
 	var req bytes.Buffer
 	req.WriteString("\x00AUTH EXTERNAL " + hex.EncodeToString([]byte(strconv.Itoa(os.Geteuid()))) + "\r\nBEGIN\r\n")
 	if err := call(&req, helloSerial, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "Hello"); err != nil {
-		return "", err
+		return nil, err
 	}
-	if domains == nil {
-		domains = map[string]map[string]string{}
-	}
-	if err := call(&req, notifySerial, Name, Path, Interface, "Notify", op, domains); err != nil {
-		return "", err
-	}
-
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", addr)
 	if err != nil {
 		if ctx.Err() != nil {
-			return "", ctx.Err()
+			return nil, ctx.Err()
 		}
-		return "", fmt.Errorf("%w: %v", ErrNotSent, err)
+		return nil, fmt.Errorf("%w: %v", ErrNotSent, err)
 	}
-	defer conn.Close()
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(2 * time.Minute)
 	}
 	_ = conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	defer stop()
-
+	c := &Conn{ctx: ctx, conn: conn}
+	c.stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	if _, err := conn.Write(req.Bytes()); err != nil {
-		return "", sent(ctx, err)
+		c.Close()
+		// Nothing of a call went out: authentication and Hello
+		// change nothing.
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %v", ErrNotSent, err)
 	}
-	r := bufio.NewReader(conn)
+	return c, nil
+}
+
+// Close closes the connection.
+func (c *Conn) Close() {
+	c.stop()
+	_ = c.conn.Close()
+}
+
+// Notify sends Notify(op, domains) and returns the event id; errors as for
+// the package's Notify. It may be called once.
+func (c *Conn) Notify(op string, domains map[string]map[string]string) (string, error) {
+	if domains == nil {
+		domains = map[string]map[string]string{}
+	}
+	var req bytes.Buffer
+	if err := call(&req, notifySerial, Name, Path, Interface, "Notify", op, domains); err != nil {
+		return "", err
+	}
+	if _, err := c.conn.Write(req.Bytes()); err != nil {
+		return "", sent(c.ctx, err)
+	}
+	r := bufio.NewReader(c.conn)
 	line, err := r.ReadString('\n')
 	if err != nil {
-		return "", sent(ctx, err)
+		return "", sent(c.ctx, err)
 	}
 	if !strings.HasPrefix(line, "OK ") {
 		// REJECTED or ERROR: the bus dropped everything after AUTH.
@@ -117,7 +160,7 @@ func Notify(ctx context.Context, bus, op string, domains map[string]map[string]s
 	for {
 		m, err := dbus.DecodeMessage(r)
 		if err != nil {
-			return "", sent(ctx, err)
+			return "", sent(c.ctx, err)
 		}
 		v, ok := m.Headers[dbus.FieldReplySerial]
 		if !ok {

@@ -38,12 +38,25 @@ func main() {
 	if !ok {
 		handOver(args)
 	}
-	domains, err := certbotenv.Domains(op, os.Getenv)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	// Connect first: the bus authenticates the connection while this
+	// process reads its environment and builds the call.
+	conn, err := wire.Dial(ctx, bus)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		handOver(args)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	id, err := wire.Notify(ctx, bus, op, domains)
+	var id string
+	if err == nil {
+		var domains map[string]map[string]string
+		if domains, err = certbotenv.Domains(op, os.Getenv); err != nil {
+			// Nothing was asked of the daemon; `certbus hook` says
+			// what is missing.
+			conn.Close()
+			handOver(args)
+		}
+		id, err = conn.Notify(op, domains)
+		conn.Close()
+	}
 	cancel()
 	if errors.Is(err, context.DeadlineExceeded) {
 		// Handing over would wait as long again: say here what
