@@ -139,7 +139,7 @@ func (r Roots) ReadFile(path string) ([]byte, error) {
 	}
 	f, err := os.OpenFile(fdPath(fd), os.O_RDONLY, 0)
 	if err != nil {
-		return nil, invalid("cannot open %s: %v", path, errors.Unwrap(err))
+		return nil, openError(path, err)
 	}
 	defer f.Close()
 	data := make([]byte, 0, st.Size+1)
@@ -162,11 +162,19 @@ func (r Roots) ReadFile(path string) ([]byte, error) {
 }
 
 // pin opens path with O_PATH (and extra flags), checks that what it
-// resolved to lies inside the roots and returns the descriptor.
+// resolved to lies inside the roots and returns the descriptor. The kernel
+// resolves the path without following /proc magic links
+// (RESOLVE_NO_MAGICLINKS): through /proc/PID/root a link inside the roots
+// could reach a file of another mount namespace whose path reads as inside
+// them. Kernels before 5.6 have no openat2 and resolve as open does.
 func (r Roots) pin(path string, flags int) (int, error) {
-	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC|flags, 0)
+	how := unix.OpenHow{Flags: uint64(unix.O_PATH | unix.O_CLOEXEC | flags), Resolve: unix.RESOLVE_NO_MAGICLINKS}
+	fd, err := unix.Openat2(unix.AT_FDCWD, path, &how)
+	if err == unix.ENOSYS {
+		fd, err = unix.Open(path, unix.O_PATH|unix.O_CLOEXEC|flags, 0)
+	}
 	if err != nil {
-		return -1, invalid("cannot open %s: %v", path, err)
+		return -1, openError(path, err)
 	}
 	real, err := os.Readlink(fdPath(fd))
 	if err != nil {
@@ -182,6 +190,25 @@ func (r Roots) pin(path string, flags int) (int, error) {
 }
 
 func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// openError says why path could not be opened: an InvalidError when the
+// path is at fault (missing, not a directory where one is needed, a loop
+// or a /proc magic link, too long, not permitted), a plain error when the
+// daemon is (out of descriptors or memory, an I/O error), so that the
+// event is retried rather than refused.
+func openError(path string, err error) error {
+	var errno unix.Errno
+	if !errors.As(err, &errno) {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	switch errno {
+	case unix.ENOENT, unix.ENOTDIR, unix.ENAMETOOLONG, unix.EACCES, unix.EPERM:
+		return invalid("cannot open %s: %v", path, errno)
+	case unix.ELOOP:
+		return invalid("cannot open %s: %v (symlink loops and /proc magic links are refused)", path, errno)
+	}
+	return fmt.Errorf("open %s: %w", path, err)
+}
 
 var knownKeys = map[string]bool{
 	event.KeyCertificate: true, event.KeyPrivateKey: true, event.KeyFullchain: true,

@@ -17,6 +17,7 @@ import (
 	"github.com/certbus/certbus/internal/certs"
 	"github.com/certbus/certbus/internal/event"
 	"github.com/certbus/certbus/internal/testcerts"
+	"github.com/certbus/certbus/internal/testutil"
 )
 
 func TestCheckDomain(t *testing.T) {
@@ -120,6 +121,12 @@ func TestCheckRefuses(t *testing.T) {
 	device := filepath.Join(f.le, "live", "device.pem")
 	os.Symlink("/dev/zero", device)
 	dir := filepath.Join(f.le, "live")
+	// A /proc magic link that leads back inside the roots: through
+	// /proc/PID/root it could as well lead into another mount namespace.
+	magic := filepath.Join(f.le, "live", "magic.pem")
+	os.Symlink("/proc/self/root"+gc, magic)
+	big := filepath.Join(f.le, "big.pem")
+	os.WriteFile(big, make([]byte, certs.MaxFileSize+1), 0o644)
 	notCert := filepath.Join(f.le, "notcert.pem")
 	os.WriteFile(notCert, []byte("hello\n"), 0o644)
 	many := map[string]map[string]string{}
@@ -147,6 +154,8 @@ func TestCheckRefuses(t *testing.T) {
 		{"missing key", event.Deploy, map[string]map[string]string{"example.com": {"certificate": gc}}, "missing private_key"},
 		{"fifo", event.Deploy, map[string]map[string]string{"example.com": pair(fifo, gk)}, "fifo.pem is not a regular file"},
 		{"device", event.Deploy, map[string]map[string]string{"example.com": pair(device, gk)}, "resolves to /dev/zero, outside the allowed"},
+		{"magic link", event.Deploy, map[string]map[string]string{"example.com": pair(magic, gk)}, "magic links are refused"},
+		{"too large", event.Deploy, map[string]map[string]string{"example.com": pair(big, gk)}, "big.pem is larger than"},
 		{"directory", event.Deploy, map[string]map[string]string{"example.com": pair(dir, gk)}, "live is not a regular file"},
 		{"lineage outside", event.Deploy, map[string]map[string]string{"example.com": {"certificate": gc, "private_key": gk, "lineage": f.outside}}, "lineage: " + f.outside + " resolves to"},
 		{"lineage not a directory", event.Deploy, map[string]map[string]string{"example.com": {"certificate": gc, "private_key": gk, "lineage": gc}}, "not a directory"},
@@ -216,4 +225,21 @@ func mustPEM(t *testing.T, b []byte) []byte {
 		t.Fatal("no PEM block")
 	}
 	return block.Bytes
+}
+
+// A device node inside the roots is refused without being opened for
+// reading (a driver may act on open): reading /dev/zero's twin would give
+// zeros, not this message.
+func TestCheckRefusesDeviceInsideRoots(t *testing.T) {
+	testutil.NeedRoot(t)
+	f := newFixture(t)
+	dev := filepath.Join(f.le, "live", "zero.pem")
+	if err := unix.Mknod(dev, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 5))); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.checker.Check(event.Deploy, map[string]map[string]string{"example.com": {
+		"certificate": dev, "private_key": filepath.Join(f.good, "privkey.pem")}})
+	if err == nil || !certs.IsInvalid(err) || !strings.Contains(err.Error(), "zero.pem is not a regular file") {
+		t.Fatalf("device node: %v", err)
+	}
 }
