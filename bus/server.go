@@ -64,14 +64,14 @@ type Server struct {
 	// announce carries accepted events, in order, to the goroutine that
 	// logs them and emits CertificateEvent, so that the caller's reply
 	// does not wait for either; announced is closed when it has drained.
-	announce  chan *event.Event
+	announce  chan announcement
 	announced chan struct{}
 }
 
 // NewServer makes the object; nothing is exported until Start.
 func NewServer(conn *dbus.Conn, sig *signals.Signal[*event.Event], j Journal, p *Policy, log *zap.Logger) *Server {
 	s := &Server{conn: conn, signal: sig, journal: j, log: log, lookupUser: lookupUser,
-		announce: make(chan *event.Event, 1024), announced: make(chan struct{})}
+		announce: make(chan announcement, 1024), announced: make(chan struct{})}
 	s.policy.Store(p)
 	go s.announcer()
 	return s
@@ -110,18 +110,23 @@ func (s *Server) Start() error {
 
 // Stop releases the name so no new call arrives; calls already running
 // finish, and it returns once every accepted event has been logged and
-// announced (before the daemon closes its connection).
-func (s *Server) Stop() {
-	if s.closing.Swap(true) {
-		return
+// announced (before the daemon closes its connection), or with an error
+// when ctx is done first.
+func (s *Server) Stop(ctx context.Context) error {
+	if !s.closing.Swap(true) {
+		_, _ = s.conn.ReleaseName(Name)
+		// No commit runs once closing is seen under mu: every
+		// accepted event is queued before the queue closes.
+		s.mu.Lock()
+		close(s.announce)
+		s.mu.Unlock()
 	}
-	_, _ = s.conn.ReleaseName(Name)
-	// No commit runs once closing is seen under mu: every accepted event
-	// is announced before Stop returns.
-	s.mu.Lock()
-	close(s.announce)
-	s.mu.Unlock()
-	<-s.announced
+	select {
+	case <-s.announced:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%d accepted events not yet logged and announced: %w", len(s.announce), ctx.Err())
+	}
 }
 
 // AcceptOptions mark events the daemon makes itself.
@@ -155,8 +160,18 @@ func (s *Server) commit(op event.Operation, mat map[string]*event.Material, o Ac
 	if err := s.signal.Emit(ev.ID, ev); err != nil {
 		return nil, fmt.Errorf("emit event: %w", err)
 	}
-	s.announce <- ev
+	s.announce <- announcement{id: ev.ID, op: string(op), names: ev.DomainNames(), replay: o.Replay, only: o.Only, domains: signalDomains(ev)}
 	return ev, nil
+}
+
+// announcement is what the log line and the signal say of an event: names
+// and paths, never the certificate and key bytes.
+type announcement struct {
+	id, op  string
+	names   []string
+	replay  bool
+	only    []string
+	domains map[string]map[string]string
 }
 
 // announcer logs each accepted event and emits its CertificateEvent, in
@@ -164,11 +179,11 @@ func (s *Server) commit(op event.Operation, mat map[string]*event.Material, o Ac
 // and the apps have it before either happens.
 func (s *Server) announcer() {
 	defer close(s.announced)
-	for ev := range s.announce {
-		s.log.Info("event accepted", zap.String("event", ev.ID), zap.String("operation", string(ev.Operation)),
-			zap.Strings("domains", ev.DomainNames()), zap.Bool("replay", ev.Replay), zap.Strings("only", ev.Only))
-		if err := s.conn.Emit(Path, Interface+".CertificateEvent", ev.ID, string(ev.Operation), signalDomains(ev)); err != nil {
-			s.log.Warn("emit CertificateEvent", zap.String("event", ev.ID), zap.Error(err))
+	for a := range s.announce {
+		s.log.Info("event accepted", zap.String("event", a.id), zap.String("operation", a.op),
+			zap.Strings("domains", a.names), zap.Bool("replay", a.replay), zap.Strings("only", a.only))
+		if err := s.conn.Emit(Path, Interface+".CertificateEvent", a.id, a.op, a.domains); err != nil {
+			s.log.Warn("emit CertificateEvent", zap.String("event", a.id), zap.Error(err))
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package bus
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,7 +75,7 @@ func TestAcceptReturnsBeforeAnnounceAndStopDrains(t *testing.T) {
 		t.Errorf("%d entries logged through a closed gate", got)
 	}
 	stopped := make(chan struct{})
-	go func() { s.Stop(); close(stopped) }()
+	go func() { s.Stop(context.Background()); close(stopped) }()
 	select {
 	case <-stopped:
 		t.Fatal("Stop returned while accepted events were still to be announced")
@@ -87,5 +89,19 @@ func TestAcceptReturnsBeforeAnnounceAndStopDrains(t *testing.T) {
 	if _, err := s.Accept(event.Pre, nil, AcceptOptions{}); err == nil {
 		t.Error("accepted an event after Stop")
 	}
-	s.Stop() // twice is harmless
+	// A second Stop waits as the first did; one whose context ends
+	// returns then.
+	if err := s.Stop(context.Background()); err != nil {
+		t.Error(err)
+	}
+	s2 := NewServer(conn, signals.New[*event.Event](16), &memJournal{}, &Policy{Checker: &certs.Checker{}}, zap.New(gatedCore{core, make(chan struct{})}))
+	if _, err := s2.Accept(event.Pre, nil, AcceptOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	// The log is stalled for good: Stop returns when ctx ends, and says so.
+	if err := s2.Stop(ctx); err == nil || !strings.Contains(err.Error(), "not yet logged and announced") {
+		t.Errorf("Stop with a stalled log: %v", err)
+	}
 }

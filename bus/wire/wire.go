@@ -89,9 +89,9 @@ type Conn struct {
 // Dial connects to bus and writes the SASL EXTERNAL lines, BEGIN and
 // Hello without waiting for an answer, so that the bus authenticates the
 // connection while the caller prepares its call (a hook dials first, then
-// reads its environment). ctx bounds everything the connection does; its
-// errors are ErrNotSent (wrapped), ctx's error, or *SentError when the
-// write failed halfway.
+// reads its environment). ctx bounds everything the connection does. Its
+// errors are ErrNotSent (wrapped: no call went out, a full client may
+// try), ctx's error, or an error encoding Hello.
 func Dial(ctx context.Context, bus string) (*Conn, error) {
 	addr, err := socket(bus)
 	if err != nil {
@@ -105,10 +105,7 @@ func Dial(ctx context.Context, bus string) (*Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", addr)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("%w: %v", ErrNotSent, err)
+		return nil, notSent(ctx, err)
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -121,12 +118,22 @@ func Dial(ctx context.Context, bus string) (*Conn, error) {
 		c.Close()
 		// Nothing of a call went out: authentication and Hello
 		// change nothing.
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("%w: %v", ErrNotSent, err)
+		return nil, notSent(ctx, err)
 	}
 	return c, nil
+}
+
+// notSent is the error of a failure before the call was written: ctx's
+// when it is done (the socket's deadline, which is ctx's, may strike
+// first), else ErrNotSent.
+func notSent(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return fmt.Errorf("%w: %v", ErrNotSent, err)
 }
 
 // Close closes the connection.
@@ -145,7 +152,12 @@ func (c *Conn) Notify(op string, domains map[string]map[string]string) (string, 
 	if err := call(&req, notifySerial, Name, Path, Interface, "Notify", op, domains); err != nil {
 		return "", err
 	}
-	if _, err := c.conn.Write(req.Bytes()); err != nil {
+	if n, err := c.conn.Write(req.Bytes()); err != nil {
+		if n == 0 {
+			// Not a byte of the call went out (the bus may have
+			// refused the greeting and closed).
+			return "", notSent(c.ctx, err)
+		}
 		return "", sent(c.ctx, err)
 	}
 	r := bufio.NewReader(c.conn)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -171,5 +172,69 @@ func TestNotifyAuthRefused(t *testing.T) {
 	}()
 	if _, err := Notify(context.Background(), "unix:path="+sock, "pre", nil); !errors.Is(err, ErrNotSent) {
 		t.Errorf("EXTERNAL refused: %v, want ErrNotSent", err)
+	}
+}
+
+// Dial writes the greeting (AUTH, BEGIN, Hello) before the call is built,
+// so the bus works on it meanwhile; Conn.Notify then writes the call on
+// the same connection.
+func TestDialGreetsBeforeTheCall(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "bus")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	greeting, call := make(chan []byte, 1), make(chan []byte, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		read := func() []byte {
+			buf := make([]byte, 4096)
+			n, _ := c.Read(buf)
+			return buf[:n]
+		}
+		greeting <- read()
+		call <- read()
+		c.Write([]byte("REJECTED EXTERNAL\r\n"))
+	}()
+	conn, err := Dial(context.Background(), "unix:path="+sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	select {
+	case g := <-greeting:
+		if !strings.HasPrefix(string(g), "\x00AUTH EXTERNAL ") || !strings.Contains(string(g), "\r\nBEGIN\r\n") || !strings.Contains(string(g), "Hello") {
+			t.Errorf("greeting %q: want AUTH EXTERNAL, BEGIN and Hello", g)
+		}
+		if strings.Contains(string(g), "Notify") {
+			t.Errorf("the call went out with the greeting")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing written by Dial")
+	}
+	if _, err := conn.Notify("pre", nil); !errors.Is(err, ErrNotSent) {
+		t.Errorf("Notify after a refused AUTH: %v, want ErrNotSent", err)
+	}
+	if c := <-call; !strings.Contains(string(c), "Notify") {
+		t.Errorf("call %q: want the Notify message", c)
+	}
+}
+
+// A deadline that passes while dialling is the deadline, not ErrNotSent:
+// a hook must not hand over and wait as long again.
+func TestDialDeadline(t *testing.T) {
+	b := testutil.StartBus(t, testutil.BusOptions{Permissive: true})
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	if _, err := Dial(ctx, b.Address); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrNotSent) {
+		t.Errorf("Dial past the deadline: %v, want context.DeadlineExceeded", err)
+	}
+	if err := notSent(context.Background(), os.ErrDeadlineExceeded); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the socket's deadline: %v, want context.DeadlineExceeded", err)
 	}
 }

@@ -42,18 +42,17 @@ func main() {
 	// Connect first: the bus authenticates the connection while this
 	// process reads its environment and builds the call.
 	conn, err := wire.Dial(ctx, bus)
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	domains, envErr := certbotenv.Domains(op, os.Getenv)
+	if envErr != nil || (err != nil && !errors.Is(err, context.DeadlineExceeded)) {
+		// `certbus hook` says what is missing, or falls back to a
+		// full client and the spool.
+		if conn != nil {
+			conn.Close()
+		}
 		handOver(args)
 	}
 	var id string
 	if err == nil {
-		var domains map[string]map[string]string
-		if domains, err = certbotenv.Domains(op, os.Getenv); err != nil {
-			// Nothing was asked of the daemon; `certbus hook` says
-			// what is missing.
-			conn.Close()
-			handOver(args)
-		}
 		id, err = conn.Notify(op, domains)
 		conn.Close()
 	}

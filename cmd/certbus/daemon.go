@@ -361,7 +361,9 @@ func (d *daemon) Reload() {
 // reloads, and closes the journal.
 func (d *daemon) Shutdown(ctx context.Context) error {
 	if d.server != nil {
-		d.server.Stop()
+		if err := d.server.Stop(ctx); err != nil {
+			d.log.Warn("stop taking events", zap.Error(err))
+		}
 	}
 	if d.signal != nil {
 		if err := d.signal.Close(ctx); err != nil {
