@@ -166,11 +166,13 @@ func (r Roots) ReadFile(path string) ([]byte, error) {
 // resolves the path without following /proc magic links
 // (RESOLVE_NO_MAGICLINKS): through /proc/PID/root a link inside the roots
 // could reach a file of another mount namespace whose path reads as inside
-// them. Kernels before 5.6 have no openat2 and resolve as open does.
+// them. Kernels before 5.6 have no openat2 (ENOSYS), and a seccomp filter
+// older than it refuses it (EPERM; systemd's @system-service allows it):
+// there the path resolves as open does.
 func (r Roots) pin(path string, flags int) (int, error) {
 	how := unix.OpenHow{Flags: uint64(unix.O_PATH | unix.O_CLOEXEC | flags), Resolve: unix.RESOLVE_NO_MAGICLINKS}
 	fd, err := unix.Openat2(unix.AT_FDCWD, path, &how)
-	if err == unix.ENOSYS {
+	if err == unix.ENOSYS || err == unix.EPERM {
 		fd, err = unix.Open(path, unix.O_PATH|unix.O_CLOEXEC|flags, 0)
 	}
 	if err != nil {
