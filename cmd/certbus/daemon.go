@@ -48,14 +48,33 @@ type daemon struct {
 
 	mu     sync.Mutex // guards runner and cfg across SIGHUP
 	runner *apps.Runner
+
+	// earlyApplied is the applied state, read beside the config's
+	// drop-ins (with many apps and lineages the two are most of a
+	// start-up, and neither needs the other); nil: Run reads it.
+	earlyApplied chan openedApplied
+}
+
+type openedApplied struct {
+	stateDir string
+	store    *applied.Store
+	err      error
 }
 
 func newDaemon(o daemonOptions) (*daemon, error) {
+	var early chan openedApplied
+	if main, err := config.LoadMain(o.ConfigPath); err == nil {
+		early = make(chan openedApplied, 1)
+		go func() {
+			s, err := applied.Open(main.StateDir)
+			early <- openedApplied{main.StateDir, s, err}
+		}()
+	}
 	cfg, err := config.Load(o.ConfigPath)
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{opts: o, log: o.Log, cfg: cfg, units: &unitControl{bus: o.Bus}}
+	d := &daemon{opts: o, log: o.Log, cfg: cfg, units: &unitControl{bus: o.Bus}, earlyApplied: early}
 	if d.specs, err = d.buildSpecs(cfg); err != nil {
 		return nil, err
 	}
@@ -98,7 +117,16 @@ func (d *daemon) Run(ctx context.Context) error {
 	if d.journal, err = journal.Open(d.cfg.StateDir); err != nil {
 		return err
 	}
-	if d.applied, err = applied.Open(d.cfg.StateDir); err != nil {
+	if d.earlyApplied != nil {
+		if r := <-d.earlyApplied; r.stateDir == d.cfg.StateDir {
+			d.applied, err = r.store, r.err
+		}
+		d.earlyApplied = nil
+	}
+	if d.applied == nil && err == nil {
+		d.applied, err = applied.Open(d.cfg.StateDir)
+	}
+	if err != nil {
 		return err
 	}
 	if d.conn, err = bus.Connect(d.opts.Bus); err != nil {

@@ -456,3 +456,23 @@ func TestCertificateEventsInOrderAndDrainedAtStop(t *testing.T) {
 		t.Errorf("%d 'event accepted' log lines, want %d", n, len(want))
 	}
 }
+
+// The applied state is read beside the config at start; a corrupt one
+// still stops the daemon before it takes the name, saying what to do.
+func TestCorruptAppliedStateStopsStart(t *testing.T) {
+	e := newEnv(t, false, oneApp)
+	os.MkdirAll(e.state, 0o700)
+	if err := os.WriteFile(filepath.Join(e.state, "applied.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(buildBinary(t), "serve", "--bus", e.bus.Address, "--config", e.config)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || !strings.Contains(string(out), "is corrupt") || !strings.Contains(string(out), "move it aside") {
+		t.Fatalf("serve with a corrupt applied state: %v\n%s", err, out)
+	}
+	if owner, _ := exec.Command("gdbus", "call", "--address", e.bus.Address, "--dest", "org.freedesktop.DBus", "--object-path", "/org/freedesktop/DBus",
+		"--method", "org.freedesktop.DBus.NameHasOwner", bus.Name).Output(); !strings.Contains(string(owner), "false") {
+		t.Errorf("the name is owned after a failed start: %s", owner)
+	}
+}

@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -264,29 +266,58 @@ func (c *Config) loadDropIns() error {
 		return err
 	}
 	sort.Strings(files)
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("read drop-in: %w", err)
+	// Files are parsed on every core (a thousand drop-ins are most of a
+	// start-up) and joined in name order; the first error in that order
+	// is the one reported.
+	apps := make([][]App, len(files))
+	errs := make([]error, len(files))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(files)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				apps[i], errs[i] = loadDropIn(files[i])
+			}
+		}()
+	}
+	for i := range files {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i := range files {
+		if errs[i] != nil {
+			return errs[i]
 		}
-		var root yaml.Node
-		if err := yaml.Unmarshal(data, &root); err != nil {
-			return yamlErr(f, err)
-		}
-		if len(root.Content) == 0 {
-			continue
-		}
-		var d dropIn
-		if err := decodeStrict(f, root.Content[0], &d); err != nil {
-			return err
-		}
-		tmp := &Config{Apps: d.Apps}
-		if err := tmp.positions(f, root.Content[0]); err != nil {
-			return err
-		}
-		c.Apps = append(c.Apps, tmp.Apps...)
+		c.Apps = append(c.Apps, apps[i]...)
 	}
 	return nil
+}
+
+// loadDropIn reads one drop-in file's apps.
+func loadDropIn(f string) ([]App, error) {
+	data, err := os.ReadFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("read drop-in: %w", err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlErr(f, err)
+	}
+	if len(root.Content) == 0 {
+		return nil, nil
+	}
+	var d dropIn
+	if err := decodeStrict(f, root.Content[0], &d); err != nil {
+		return nil, err
+	}
+	tmp := &Config{Apps: d.Apps}
+	if err := tmp.positions(f, root.Content[0]); err != nil {
+		return nil, err
+	}
+	return tmp.Apps, nil
 }
 
 // positions records where each app entry starts.

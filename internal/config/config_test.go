@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,5 +123,35 @@ func TestBadDropInNamed(t *testing.T) {
 	os.Remove(filepath.Join(dir, "d/50-x.yaml"))
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "60-y.yaml:1") {
 		t.Fatalf("drop-in with a top-level key: %v", err)
+	}
+}
+
+// Drop-ins are parsed side by side but joined in name order, and of
+// several bad ones the first by name is reported, every time.
+func TestDropInsInNameOrder(t *testing.T) {
+	dir := t.TempDir()
+	p := write(t, dir, "c.yaml", "apps_dir: "+dir+"/d\n")
+	const n = 60
+	for i := range n {
+		write(t, dir, fmt.Sprintf("d/%02d.yaml", i), fmt.Sprintf("# app %d\napps:\n  - name: app%02d\n    type: service\n    domains: [a%d.test]\n", i, i, i))
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Apps) != n {
+		t.Fatalf("%d apps, want %d", len(c.Apps), n)
+	}
+	for i, a := range c.Apps {
+		if a.Name != fmt.Sprintf("app%02d", i) || a.Pos.Line != 3 || filepath.Base(a.Pos.File) != fmt.Sprintf("%02d.yaml", i) {
+			t.Fatalf("app %d: %s at %s:%d", i, a.Name, a.Pos.File, a.Pos.Line)
+		}
+	}
+	write(t, dir, "d/17.yaml", "apps:\n  - name: x\n    relod: {}\n")
+	write(t, dir, "d/42.yaml", "apps: [\n")
+	for range 5 {
+		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "17.yaml") {
+			t.Fatalf("two bad drop-ins: %v, want the first by name (17.yaml)", err)
+		}
 	}
 }
