@@ -58,7 +58,7 @@ func main() {
 	flag.IntVar(&o.scaleLin, "scale-lineages", 10000, "lineages for the start-up scan")
 	flag.IntVar(&o.scaleApps, "scale-apps", 1000, "apps for the start-up scan")
 	flag.IntVar(&o.rotations, "rotations", 10, "certificate rotations per reload mode under load")
-	flag.DurationVar(&o.firstCap, "first-start-cap", 30*time.Second, "how long the first-start catch-up may run before the bench gives up on it")
+	flag.DurationVar(&o.firstCap, "first-start-cap", 90*time.Second, "how long the first-start catch-up may run before the bench gives up on it")
 	flag.IntVar(&o.gobenchN, "gobench-count", 6, "go test -count for the micro-benchmarks")
 	flag.StringVar(&o.gobenchTime, "gobench-time", "150ms", "go test -benchtime for the micro-benchmarks")
 	flag.StringVar(&o.daemonEnv, "daemon-env", "", "comma-separated K=V added to certbus serve's environment, e.g. GODEBUG=gctrace=1 (diagnosis)")
