@@ -24,20 +24,7 @@ func BenchmarkFanout(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.Cleanup(func() { _ = s.Close(context.Background()) })
-			ctx := context.Background()
-			i := 0
-			b.ReportAllocs()
-			for b.Loop() {
-				id := strconv.Itoa(i)
-				i++
-				if err := s.Emit(id, i); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := s.Wait(ctx, id); err != nil {
-					b.Fatal(err)
-				}
-			}
+			emitAndWait(b, s)
 		})
 	}
 }
@@ -57,20 +44,26 @@ func BenchmarkFanoutFiltered(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.Cleanup(func() { _ = s.Close(context.Background()) })
-			ctx := context.Background()
-			i := 0
-			b.ReportAllocs()
-			for b.Loop() {
-				id := strconv.Itoa(i)
-				i++
-				if err := s.Emit(id, i); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := s.Wait(ctx, id); err != nil {
-					b.Fatal(err)
-				}
-			}
+			emitAndWait(b, s)
 		})
+	}
+}
+
+// emitAndWait times one Emit and the Wait for its results, and closes s
+// when the benchmark ends.
+func emitAndWait(b *testing.B, s *Signal[int]) {
+	b.Cleanup(func() { _ = s.Close(context.Background()) })
+	ctx := context.Background()
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		id := strconv.Itoa(i)
+		i++
+		if err := s.Emit(id, i); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Wait(ctx, id); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

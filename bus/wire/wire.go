@@ -124,16 +124,24 @@ func Dial(ctx context.Context, bus string) (*Conn, error) {
 }
 
 // notSent is the error of a failure before the call was written: ctx's
-// when it is done (the socket's deadline, which is ctx's, may strike
-// first), else ErrNotSent.
+// when it is done, else ErrNotSent.
 func notSent(ctx context.Context, err error) error {
+	if cerr := ctxErr(ctx, err); cerr != nil {
+		return cerr
+	}
+	return fmt.Errorf("%w: %v", ErrNotSent, err)
+}
+
+// ctxErr is ctx's error when err comes from ctx being done: the socket's
+// deadline is ctx's, and may strike before ctx itself is marked done.
+func ctxErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return context.DeadlineExceeded
 	}
-	return fmt.Errorf("%w: %v", ErrNotSent, err)
+	return nil
 }
 
 // Close closes the connection.
@@ -196,14 +204,11 @@ func (c *Conn) Notify(op string, domains map[string]map[string]string) (string, 
 	}
 }
 
+// sent is the error of a failure after the call was (partly) written:
+// ctx's when it is done, else a SentError.
 func sent(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		// The socket's deadline is ctx's, and may strike before ctx
-		// itself is marked done.
-		return context.DeadlineExceeded
+	if cerr := ctxErr(ctx, err); cerr != nil {
+		return cerr
 	}
 	return &SentError{Err: err}
 }

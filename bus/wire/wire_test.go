@@ -149,28 +149,38 @@ func TestNotifyNoDaemon(t *testing.T) {
 	}
 }
 
-// TestNotifyAuthRefused uses a listener that is not a bus: a bus that does
-// not offer EXTERNAL cannot be configured from the test's bus config, which
-// always has it. What matters is the answer: ErrNotSent, so the caller
-// falls back to a full client, nothing having been taken.
-func TestNotifyAuthRefused(t *testing.T) {
+// fakeBus listens on a unix socket that is not a bus, hands its first
+// connection to serve, and returns its address.
+func fakeBus(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "bus")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	go func() {
 		c, err := l.Accept()
 		if err != nil {
 			return
 		}
 		defer c.Close()
+		serve(c)
+	}()
+	return "unix:path=" + sock
+}
+
+// TestNotifyAuthRefused uses a listener that is not a bus: a bus that does
+// not offer EXTERNAL cannot be configured from the test's bus config, which
+// always has it. What matters is the answer: ErrNotSent, so the caller
+// falls back to a full client, nothing having been taken.
+func TestNotifyAuthRefused(t *testing.T) {
+	addr := fakeBus(t, func(c net.Conn) {
 		buf := make([]byte, 4096)
 		c.Read(buf)
 		c.Write([]byte("REJECTED DBUS_COOKIE_SHA1\r\n"))
-	}()
-	if _, err := Notify(context.Background(), "unix:path="+sock, "pre", nil); !errors.Is(err, ErrNotSent) {
+	})
+	if _, err := Notify(context.Background(), addr, "pre", nil); !errors.Is(err, ErrNotSent) {
 		t.Errorf("EXTERNAL refused: %v, want ErrNotSent", err)
 	}
 }
@@ -179,19 +189,8 @@ func TestNotifyAuthRefused(t *testing.T) {
 // so the bus works on it meanwhile; Conn.Notify then writes the call on
 // the same connection.
 func TestDialGreetsBeforeTheCall(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "bus")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	greeting, call := make(chan []byte, 1), make(chan []byte, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr := fakeBus(t, func(c net.Conn) {
 		read := func() []byte {
 			buf := make([]byte, 4096)
 			n, _ := c.Read(buf)
@@ -200,8 +199,8 @@ func TestDialGreetsBeforeTheCall(t *testing.T) {
 		greeting <- read()
 		call <- read()
 		c.Write([]byte("REJECTED EXTERNAL\r\n"))
-	}()
-	conn, err := Dial(context.Background(), "unix:path="+sock)
+	})
+	conn, err := Dial(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,6 +149,14 @@ const oneApp = `apps:
     reload: {command: ["$RELOAD"]}
 `
 
+// brokenApp is an app whose every reload fails.
+const brokenApp = `apps:
+  - name: broken
+    type: service
+    domains: ["*"]
+    reload: {command: ["/bin/false"]}
+`
+
 // dirState lists every file under dir with its content, to prove that a
 // refused event wrote nothing.
 func dirState(t *testing.T, dirs ...string) string {
@@ -356,12 +364,7 @@ func TestHookSpoolsWhileDaemonDownAndReplays(t *testing.T) {
 }
 
 func TestHookWaitExitCodes(t *testing.T) {
-	e := newEnv(t, false, `apps:
-  - name: broken
-    type: service
-    domains: ["*"]
-    reload: {command: ["/bin/false"]}
-`)
+	e := newEnv(t, false, brokenApp)
 	startDaemon(t, e.bus.Address, e.config)
 	live := testcerts.MustLineage(t, e.le, "a.test", 1, testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{}))
 	run := func(args []string, extra ...string) (string, int) {

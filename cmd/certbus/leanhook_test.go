@@ -16,12 +16,7 @@ import (
 // Each case runs both and compares exit status and output (event ids and
 // spool file names differ by nature and are masked).
 func TestLeanHookAnswersAsCertbusHook(t *testing.T) {
-	e := newEnv(t, false, `apps:
-  - name: broken
-    type: service
-    domains: ["*"]
-    reload: {command: ["/bin/false"]}
-`)
+	e := newEnv(t, false, brokenApp)
 	live := testcerts.MustLineage(t, e.le, "a.test", 1, testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{}))
 	full := buildBinary(t)
 	lean := filepath.Join(filepath.Dir(full), "certbus-hook")

@@ -142,23 +142,14 @@ func (r Roots) ReadFile(path string) ([]byte, error) {
 		return nil, openError(path, err)
 	}
 	defer f.Close()
-	data := make([]byte, 0, st.Size+1)
-	for {
-		n, err := f.Read(data[len(data):cap(data)])
-		data = data[:len(data)+n]
-		if err == io.EOF {
-			return data, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
-		}
-		if len(data) > MaxFileSize {
-			return nil, invalid("%s is larger than %d bytes", path, MaxFileSize)
-		}
-		if len(data) == cap(data) {
-			data = append(data, 0)[:len(data)] // grew since the stat
-		}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
+	if len(data) > MaxFileSize { // grew since the stat
+		return nil, invalid("%s is larger than %d bytes", path, MaxFileSize)
+	}
+	return data, nil
 }
 
 // pin opens path with O_PATH (and extra flags), checks that what it
