@@ -210,19 +210,26 @@ func (s *Signal[E]) Emit(id string, e E) error {
 	rec := &record{results: map[string]Result{}, done: make(chan struct{})}
 	s.records[id] = rec
 	s.order = append(s.order, id)
-	if len(s.order) > s.keep {
-		// Forget the oldest finished records; a record still running stays.
-		drop := len(s.order) - s.keep
-		kept := s.order[:0]
-		for i, old := range s.order {
-			r := s.records[old]
-			if i < drop && isDone(r) {
+	if drop := len(s.order) - s.keep; drop > 0 {
+		// Forget the oldest finished records. A record still running
+		// stays at the front and is looked at again by the next Emit;
+		// only those over keep are looked at, so an Emit costs a map
+		// lookup or two, not one per record kept.
+		var running []string
+		for _, old := range s.order[:drop] {
+			if isDone(s.records[old]) {
 				delete(s.records, old)
 				continue
 			}
-			kept = append(kept, old)
+			running = append(running, old)
 		}
-		s.order = kept
+		if running == nil {
+			// Slicing off the front: append reallocates once the
+			// backing array is used up, copying only what is kept.
+			s.order = s.order[drop:]
+		} else {
+			s.order = append(running, s.order[drop:]...)
+		}
 	}
 	// The subscribers are those connected at Emit. The send happens under
 	// emitMu only, so the dispatcher may take mu while Emit waits on a

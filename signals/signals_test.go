@@ -234,3 +234,66 @@ func TestFilteredSubscriberIsNotWoken(t *testing.T) {
 	}
 	s.Close(context.Background())
 }
+
+// A record still running when it is among the oldest is kept, and the
+// finished ones behind it are forgotten past keep; once it finishes, it
+// goes too.
+func TestForgetKeepsRunningRecords(t *testing.T) {
+	s := New[int](2)
+	defer s.Close(context.Background())
+	release := make(chan struct{})
+	onlyFirst := func(e int) (bool, string) { return e == 1, "not the first" }
+	if err := s.ConnectFiltered("app", 0, onlyFirst, func(context.Context, int) (Status, string) {
+		<-release
+		return OK, ""
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	emit := func(id string, e int) {
+		t.Helper()
+		if err := s.Emit(id, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	emit("a", 1) // runs until released
+	for i, id := range []string{"b", "c", "d"} {
+		emit(id, i+2)
+		if _, err := s.Wait(ctx, id); err != nil { // declined: done at once
+			t.Fatal(err)
+		}
+	}
+	if _, ok := s.Results("a"); !ok {
+		t.Error("running record a was forgotten")
+	}
+	if _, ok := s.Results("b"); ok {
+		t.Error("finished record b over keep=2 is still remembered")
+	}
+	for _, id := range []string{"c", "d"} {
+		if _, ok := s.Results(id); !ok {
+			t.Errorf("record %s within keep was forgotten", id)
+		}
+	}
+	close(release)
+	if _, err := s.Wait(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	emit("e", 5)
+	for id, want := range map[string]bool{"a": false, "c": false, "d": true, "e": true} {
+		if _, ok := s.Results(id); ok != want {
+			t.Errorf("after a finished and e came: record %s remembered = %v, want %v", id, ok, want)
+		}
+	}
+	for i, id := range []string{"f", "g"} {
+		emit(id, i+6)
+		if _, err := s.Wait(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, want := range map[string]bool{"d": false, "e": false, "f": true, "g": true} {
+		if _, ok := s.Results(id); ok != want {
+			t.Errorf("after f and g: record %s remembered = %v, want %v", id, ok, want)
+		}
+	}
+}
