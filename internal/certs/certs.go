@@ -137,19 +137,25 @@ func (r Roots) ReadFile(path string) ([]byte, error) {
 	if st.Size > MaxFileSize {
 		return nil, invalid("%s is larger than %d bytes", path, MaxFileSize)
 	}
-	f, err := os.OpenFile(fdPath(fd), os.O_RDONLY, 0)
+	// A blocking descriptor wrapped by os.NewFile stays out of the
+	// poller (os.OpenFile would try to add it: four fcntl and an
+	// epoll_ctl per file), and the buffer sized from the stat takes the
+	// file in one read and the end in a second.
+	rfd, err := unix.Open(fdPath(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, openError(path, err)
 	}
+	f := os.NewFile(uintptr(rfd), path)
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
+	var buf bytes.Buffer
+	buf.Grow(int(st.Size) + bytes.MinRead)
+	if _, err := buf.ReadFrom(io.LimitReader(f, MaxFileSize+1)); err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	if len(data) > MaxFileSize { // grew since the stat
+	if buf.Len() > MaxFileSize { // grew since the stat
 		return nil, invalid("%s is larger than %d bytes", path, MaxFileSize)
 	}
-	return data, nil
+	return buf.Bytes(), nil
 }
 
 // pin opens path with O_PATH (and extra flags), checks that what it
@@ -339,7 +345,18 @@ func (c *Checker) load(d string, info map[string]string) (*event.Material, *x509
 	if m.Chain, err = read(event.KeyChain); err != nil {
 		return nil, nil, err
 	}
-	certs, err := certcrypto.ParsePEMBundle(m.Certificate)
+	// The full chain holds the certificate and the chain again: it is
+	// parsed once, and the other two are compared with it byte for byte
+	// (parsed only when they differ, for the message).
+	var fc []*x509.Certificate
+	var fcErr error
+	if m.Fullchain != nil {
+		fc, fcErr = certcrypto.ParsePEMBundle(m.Fullchain)
+	}
+	certs, ok := sameDER(m.Certificate, fc)
+	if !ok {
+		certs, err = certcrypto.ParsePEMBundle(m.Certificate)
+	}
 	if err != nil || len(certs) == 0 {
 		return nil, nil, invalid("domain %s: %s is not a PEM certificate: %v", d, info[event.KeyCertificate], err)
 	}
@@ -349,7 +366,7 @@ func (c *Checker) load(d string, info map[string]string) (*event.Material, *x509
 	leafPEM, rest := splitFirstPEM(m.Certificate)
 	if len(certs) > 1 {
 		if m.Fullchain == nil {
-			m.Fullchain = m.Certificate
+			m.Fullchain, fc = m.Certificate, certs
 		}
 		if m.Chain == nil {
 			m.Chain = rest
@@ -357,9 +374,8 @@ func (c *Checker) load(d string, info map[string]string) (*event.Material, *x509
 		m.Certificate = leafPEM
 	}
 	if m.Fullchain != nil {
-		fc, err := certcrypto.ParsePEMBundle(m.Fullchain)
-		if err != nil || len(fc) == 0 {
-			return nil, nil, invalid("domain %s: fullchain %s is not a PEM bundle: %v", d, info[event.KeyFullchain], err)
+		if fcErr != nil || len(fc) == 0 {
+			return nil, nil, invalid("domain %s: fullchain %s is not a PEM bundle: %v", d, info[event.KeyFullchain], fcErr)
 		}
 		if !bytes.Equal(fc[0].Raw, leaf.Raw) {
 			return nil, nil, invalid("domain %s: fullchain %s does not start with the certificate of %s", d, info[event.KeyFullchain], info[event.KeyCertificate])
@@ -368,8 +384,14 @@ func (c *Checker) load(d string, info map[string]string) (*event.Material, *x509
 		m.Fullchain = JoinPEM(m.Certificate, m.Chain)
 	}
 	if m.Chain != nil {
-		if _, err := certcrypto.ParsePEMBundle(m.Chain); err != nil {
-			return nil, nil, invalid("domain %s: chain %s is not a PEM bundle: %v", d, info[event.KeyChain], err)
+		var intermediates []*x509.Certificate
+		if len(fc) > 1 {
+			intermediates = fc[1:]
+		}
+		if _, same := sameDER(m.Chain, intermediates); !same {
+			if _, err := certcrypto.ParsePEMBundle(m.Chain); err != nil {
+				return nil, nil, invalid("domain %s: chain %s is not a PEM bundle: %v", d, info[event.KeyChain], err)
+			}
 		}
 	}
 	key, err := certcrypto.ParsePEMPrivateKey(keyBlock(m.PrivateKey))
@@ -433,6 +455,29 @@ func keyBlock(b []byte) []byte {
 		}
 		rest = next
 	}
+}
+
+// sameDER returns the certificates of parsed that the CERTIFICATE blocks
+// of pemData are, byte for byte and in order (a prefix of parsed), and
+// whether they are: what certcrypto.ParsePEMBundle(pemData) would return,
+// without parsing again.
+func sameDER(pemData []byte, parsed []*x509.Certificate) ([]*x509.Certificate, bool) {
+	n := 0
+	for {
+		var b *pem.Block
+		b, pemData = pem.Decode(pemData)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		if n == len(parsed) || !bytes.Equal(b.Bytes, parsed[n].Raw) {
+			return nil, false
+		}
+		n++
+	}
+	return parsed[:n], n > 0
 }
 
 // splitFirstPEM returns the first PEM block (with its END line) and the rest.

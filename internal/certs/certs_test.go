@@ -163,6 +163,8 @@ func TestCheckRefuses(t *testing.T) {
 		{"too many", event.Pre, many, "at most 100"},
 		{"files on pre", event.Pre, map[string]map[string]string{"example.com": pair(gc, gk)}, "carries no files"},
 		{"duplicate case", event.Deploy, map[string]map[string]string{"example.com": pair(gc, gk), "Example.com": pair(gc, gk)}, "given twice"},
+		{"fullchain not PEM", event.Deploy, map[string]map[string]string{"example.com": {"certificate": gc, "private_key": gk, "fullchain": notCert}}, "fullchain " + notCert + " is not a PEM bundle"},
+		{"chain not PEM", event.Deploy, map[string]map[string]string{"example.com": {"certificate": gc, "private_key": gk, "fullchain": filepath.Join(f.good, "fullchain.pem"), "chain": notCert}}, "chain " + notCert + " is not a PEM bundle"},
 		{"fullchain of another", event.Deploy, map[string]map[string]string{"example.com": {"certificate": gc, "private_key": gk, "fullchain": filepath.Join(f.other, "fullchain.pem")}}, "does not start with"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -242,4 +244,62 @@ func TestCheckRefusesDeviceInsideRoots(t *testing.T) {
 	if err == nil || !certs.IsInvalid(err) || !strings.Contains(err.Error(), "zero.pem is not a regular file") {
 		t.Fatalf("device node: %v", err)
 	}
+}
+
+// The full chain is parsed once and the certificate and chain files are
+// compared with it; a certificate file that is itself the whole chain (as
+// lego writes .crt) and a chain file that is not the full chain's rest
+// (but parses) are accepted as before, and the material says what the
+// files hold.
+func TestCheckChainForms(t *testing.T) {
+	f := newFixture(t)
+	gc, gk := filepath.Join(f.good, "cert.pem"), filepath.Join(f.good, "privkey.pem")
+	fullchain := filepath.Join(f.good, "fullchain.pem")
+	// Valid PEM, not the rest of this full chain (another lineage's
+	// certificate: the test CA is shared, so its chain would be the same).
+	otherChain := filepath.Join(f.other, "cert.pem")
+	for _, tc := range []struct {
+		name      string
+		info      map[string]string
+		fullchain []byte
+		chain     []byte
+	}{
+		{"certbot lineage", map[string]string{"certificate": gc, "private_key": gk, "fullchain": fullchain, "chain": filepath.Join(f.good, "chain.pem")},
+			f.goodLeaf.FullchainPEM(), f.goodLeaf.ChainPEM},
+		{"bundle as certificate", map[string]string{"certificate": fullchain, "private_key": gk},
+			f.goodLeaf.FullchainPEM(), f.goodLeaf.ChainPEM},
+		{"bundle as certificate and fullchain", map[string]string{"certificate": fullchain, "private_key": gk, "fullchain": fullchain},
+			f.goodLeaf.FullchainPEM(), f.goodLeaf.ChainPEM},
+		{"chain not the full chain's rest", map[string]string{"certificate": gc, "private_key": gk, "fullchain": fullchain, "chain": otherChain},
+			f.goodLeaf.FullchainPEM(), mustRead(t, otherChain)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := f.checker.Check(event.Deploy, map[string]map[string]string{"example.com": tc.info})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := m["example.com"]
+			if string(got.Certificate) != string(f.goodLeaf.CertPEM) {
+				t.Errorf("certificate is not the leaf alone:\n%s", got.Certificate)
+			}
+			if strings.TrimSpace(string(got.Fullchain)) != strings.TrimSpace(string(tc.fullchain)) {
+				t.Errorf("fullchain:\n%s\nwant\n%s", got.Fullchain, tc.fullchain)
+			}
+			if strings.TrimSpace(string(got.Chain)) != strings.TrimSpace(string(tc.chain)) {
+				t.Errorf("chain:\n%s\nwant\n%s", got.Chain, tc.chain)
+			}
+			if got.Fingerprint != f.goodLeaf.Fingerprint {
+				t.Errorf("fingerprint %s, want %s", got.Fingerprint, f.goodLeaf.Fingerprint)
+			}
+		})
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
