@@ -292,17 +292,19 @@ func alternateNotify(a, b *daemonEnv, pairs int) (isoA, b2bA, isoB, b2bB []time.
 	return isoA, b2bA, isoB, b2bB, nil
 }
 
-// quiet waits until the file's size has not changed for d.
+// quiet waits until the file has not been written for d.
 func quiet(path string, d, limit time.Duration) {
-	var last int64 = -1
+	// The journal is padded while open: an entry changes its mtime, not
+	// always its size.
+	var last time.Time
 	since := time.Now()
 	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		var size int64
+		var mtime time.Time
 		if fi, err := os.Stat(path); err == nil {
-			size = fi.Size()
+			mtime = fi.ModTime()
 		}
-		if size != last {
-			last, since = size, time.Now()
+		if !mtime.Equal(last) {
+			last, since = mtime, time.Now()
 		} else if time.Since(since) >= d {
 			return
 		}

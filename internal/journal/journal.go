@@ -1,17 +1,28 @@
-// Package journal appends accepted events to a bounded, fsynced log in the
+// Package journal appends accepted events to a bounded, synced log in the
 // state directory, so that an event is durable before Notify returns and
 // recent events can be listed after a restart. It is a log, not a database:
 // only appends and a scan of the newest entries.
+//
+// The file is JSON lines followed by space padding: it grows 64 KiB at a
+// time, and an entry overwrites padding and is made durable with
+// fdatasync. Since the file's size does not change, the sync writes the
+// entry's block alone, not the inode as well (ext4 without a journal), nor
+// a journal commit (ext4 with one): a third less per event here. JSON
+// tools skip the padding as whitespace; a clean Close cuts it off.
 package journal
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/certbus/certbus/internal/event"
 )
@@ -19,6 +30,14 @@ import (
 // DefaultMaxSize is the size at which the journal rotates (one old file is
 // kept, so the journal never takes more than twice this).
 const DefaultMaxSize = 4 << 20
+
+// growStep is how much padding the file gains when an entry does not fit.
+const growStep = 64 << 10
+
+// pad is the padding byte: whitespace to JSON, never part of an entry's
+// line (json.Marshal writes no raw spaces outside strings, and a line ends
+// in a newline).
+const pad = ' '
 
 // Entry is one line of the journal.
 type Entry struct {
@@ -51,7 +70,8 @@ type Journal struct {
 
 	mu   sync.Mutex
 	f    *os.File
-	size int64
+	size int64 // end of the entries; the next one is written here
+	end  int64 // end of the file: size up to end is padding
 }
 
 // Open opens (creating) <dir>/journal.jsonl.
@@ -68,11 +88,11 @@ func Open(dir string) (*Journal, error) {
 
 func (j *Journal) open() error {
 	_, statErr := os.Stat(j.path)
-	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("open journal: %w", err)
 	}
-	size, err := repairTail(f)
+	size, end, err := repairTail(f)
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("repair journal %s: %w", j.path, err)
@@ -80,49 +100,63 @@ func (j *Journal) open() error {
 	if os.IsNotExist(statErr) {
 		syncDir(filepath.Dir(j.path))
 	}
-	j.f, j.size = f, size
+	j.f, j.size, j.end = f, size, end
 	return nil
 }
 
-// repairTail cuts a torn last line (a crash mid-write) so that the next
-// entry starts on a line of its own instead of being glued to garbage.
-func repairTail(f *os.File) (int64, error) {
+// repairTail finds where the entries end, before the padding, and pads
+// over a torn last line (a crash mid-write) so that the next entry starts
+// on a line of its own instead of being glued to garbage. It returns that
+// end and the file's size.
+func repairTail(f *os.File) (size, end int64, err error) {
 	st, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	size := st.Size()
-	if size == 0 {
-		return 0, nil
-	}
-	// Look back for the last newline, a block at a time.
+	end = st.Size()
+	// Look back, a block at a time, for the last byte that is not
+	// padding, then for the last newline at or before it.
 	buf := make([]byte, 4096)
-	end := size
-	for end > 0 {
-		start := max(end-int64(len(buf)), 0)
-		n, err := f.ReadAt(buf[:end-start], start)
-		if err != nil && n == 0 {
-			return 0, err
+	last := int64(-1) // the last byte that is not padding
+	for at := end; at > 0; {
+		start := max(at-int64(len(buf)), 0)
+		n, err := f.ReadAt(buf[:at-start], start)
+		if err != nil && err != io.EOF {
+			return 0, 0, err
 		}
-		for i := n - 1; i >= 0; i-- {
-			if buf[i] == '\n' {
-				keep := start + int64(i) + 1
-				if keep == size {
-					return size, nil
-				}
-				return keep, truncate(f, keep)
+		b := buf[:n]
+		if last < 0 {
+			i := len(b) - 1
+			for i >= 0 && b[i] == pad {
+				i--
+			}
+			if i >= 0 {
+				last = start + int64(i)
+				b = b[:i+1]
 			}
 		}
-		end = start
+		if last >= 0 {
+			if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+				size = start + int64(i) + 1
+				break
+			}
+		}
+		at = start
 	}
-	return 0, truncate(f, 0)
+	if size <= last { // a torn line (or garbage) from size to last
+		if err := padRange(f, size, last+1); err != nil {
+			return 0, 0, err
+		}
+	}
+	return size, end, nil
 }
 
-func truncate(f *os.File, n int64) error {
-	if err := f.Truncate(n); err != nil {
+// padRange overwrites [from, to) with padding and syncs it.
+func padRange(f *os.File, from, to int64) error {
+	if _, err := f.WriteAt(bytes.Repeat([]byte{pad}, int(to-from)), from); err != nil {
 		return err
 	}
-	return f.Sync()
+	return unix.Fdatasync(int(f.Fd()))
 }
 
 func syncDir(dir string) {
@@ -144,7 +178,7 @@ func FromEvent(e *event.Event) Entry {
 	return en
 }
 
-// Append writes one entry and fsyncs it before returning.
+// Append writes one entry and syncs it before returning.
 func (j *Journal) Append(en Entry) error { return j.append(en, true) }
 
 func (j *Journal) append(en Entry, sync bool) error {
@@ -163,11 +197,25 @@ func (j *Journal) append(en Entry, sync bool) error {
 			return err
 		}
 	}
-	if _, err := j.f.Write(line); err != nil {
+	grow := j.size+int64(len(line)) > j.end
+	if grow {
+		// Padding first, so that the entry lands inside the file;
+		// the file's size changes, so this once the sync is fsync.
+		end := (j.size + int64(len(line)) + growStep - 1) / growStep * growStep
+		if _, err := j.f.WriteAt(bytes.Repeat([]byte{pad}, int(end-j.end)), j.end); err != nil {
+			return fmt.Errorf("write journal: %w", err)
+		}
+		j.end = end
+	}
+	if _, err := j.f.WriteAt(line, j.size); err != nil {
 		return fmt.Errorf("write journal: %w", err)
 	}
-	if sync {
-		if err := j.f.Sync(); err != nil {
+	if sync || grow {
+		flush := func() error { return unix.Fdatasync(int(j.f.Fd())) }
+		if grow {
+			flush = j.f.Sync
+		}
+		if err := flush(); err != nil {
 			return fmt.Errorf("sync journal: %w", err)
 		}
 	}
@@ -175,9 +223,25 @@ func (j *Journal) append(en Entry, sync bool) error {
 	return nil
 }
 
+// trim cuts the padding off, so that a journal at rest is plain JSON lines.
+func (j *Journal) trim() error {
+	if j.end == j.size {
+		return nil
+	}
+	if err := j.f.Truncate(j.size); err != nil {
+		return err
+	}
+	j.end = j.size
+	return j.f.Sync()
+}
+
 func (j *Journal) rotate() error {
+	err := j.trim()
 	j.f.Close()
 	j.f = nil
+	if err != nil {
+		return fmt.Errorf("rotate journal: %w", err)
+	}
 	if err := os.Rename(j.path, j.path+".1"); err != nil {
 		return fmt.Errorf("rotate journal: %w", err)
 	}
@@ -202,8 +266,12 @@ func (j *Journal) Recent(n int) ([]Entry, error) {
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 64<<10), 16<<20)
 		for sc.Scan() {
+			line := bytes.TrimLeft(sc.Bytes(), string(pad))
+			if len(line) == 0 {
+				continue // the padding
+			}
 			var en Entry
-			if json.Unmarshal(sc.Bytes(), &en) == nil && en.ID != "" {
+			if json.Unmarshal(line, &en) == nil && en.ID != "" {
 				all = append(all, en)
 			}
 		}
@@ -240,14 +308,17 @@ func (j *Journal) AppendResults(id string, results map[string]EntryOutcome) erro
 	return j.append(Entry{ID: id, Results: results}, false)
 }
 
-// Close closes the journal file.
+// Close cuts the padding off and closes the journal file.
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.f == nil {
 		return nil
 	}
-	err := j.f.Close()
+	err := j.trim()
+	if cerr := j.f.Close(); err == nil {
+		err = cerr
+	}
 	j.f = nil
 	return err
 }

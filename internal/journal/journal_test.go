@@ -1,7 +1,10 @@
 package journal
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -61,5 +64,114 @@ func TestAppendRecentRotateAndTornLine(t *testing.T) {
 	}
 	if st, _ := os.Stat(filepath.Join(dir, "journal.jsonl")); st.Mode().Perm() != 0o600 {
 		t.Errorf("journal mode %v", st.Mode().Perm())
+	}
+}
+
+// While open, the journal is padded: entries overwrite padding, so the
+// file's size stays put between growth steps (what lets fdatasync skip the
+// inode), JSON readers see the padding as whitespace, and after a crash
+// (no Close) a torn line inside the padding is padded over at the next
+// Open. A clean Close leaves plain JSON lines.
+func TestPaddingCrashAndClose(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "journal.jsonl")
+	j, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(id string) Entry {
+		return Entry{ID: id, Operation: "deploy", Time: time.Now(), Domains: map[string]EntryDomain{"é.test": {Fingerprint: "ff"}}}
+	}
+	if err := j.Append(entry("first")); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	grown := st.Size()
+	if grown != growStep {
+		t.Fatalf("size after the first entry = %d, want the growth step %d", grown, growStep)
+	}
+	for i := range 20 {
+		if err := j.Append(entry(fmt.Sprint("e", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, _ := os.Stat(path); st.Size() != grown {
+		t.Errorf("size changed from %d to %d within the padding", grown, st.Size())
+	}
+	data, _ := os.ReadFile(path)
+	body := bytes.TrimRight(data, " ")
+	if len(body) == len(data) || !bytes.HasSuffix(body, []byte("\n")) || bytes.Count(body, []byte("\n")) != 21 {
+		t.Fatalf("want 21 lines then padding, got %d lines, %d of %d bytes padding", bytes.Count(body, []byte("\n")), len(data)-len(body), len(data))
+	}
+	// A JSON stream reader (what jq does) takes the padded file.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	n := 0
+	for {
+		var en Entry
+		if err := dec.Decode(&en); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("decoding entry %d: %v", n, err)
+		}
+		n++
+	}
+	if n != 21 {
+		t.Errorf("decoded %d entries, want 21", n)
+	}
+	// Crash: no Close, and a torn line (ending inside a two-byte
+	// character) left in the padding.
+	torn := []byte(`{"id":"torn","domains":{"` + "\xc3")
+	f, _ := os.OpenFile(path, os.O_WRONLY, 0)
+	f.WriteAt(torn, int64(len(body)))
+	f.Close()
+	j2, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(path)
+	if !bytes.Equal(bytes.TrimRight(data, " "), body) {
+		t.Errorf("torn line not padded over:\n%q", data[len(body):len(body)+len(torn)+2])
+	}
+	if err := j2.Append(entry("after")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := j2.Recent(2)
+	if err != nil || len(got) != 2 || got[0].ID != "e19" || got[1].ID != "after" {
+		t.Fatalf("after the crash: %+v, %v", got, err)
+	}
+	if err := j2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(path)
+	if !bytes.HasSuffix(data, []byte("\n")) {
+		t.Errorf("closed journal is not plain JSON lines: ends %q", data[max(0, len(data)-20):])
+	}
+	if bytes.Count(data, []byte("\n")) != 22 {
+		t.Errorf("closed journal holds %d lines, want 22", bytes.Count(data, []byte("\n")))
+	}
+}
+
+// A file of padding only, or with no newline at all, is an empty journal.
+func TestRepairWithoutEntries(t *testing.T) {
+	for name, content := range map[string]string{"padding": "      ", "garbage": `{"id":"x"`, "empty": ""} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "journal.jsonl"), []byte(content), 0o600)
+			j, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j.size != 0 {
+				t.Errorf("entries end at %d, want 0", j.size)
+			}
+			if err := j.Append(Entry{ID: "a", Operation: "pre"}); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := j.Recent(5)
+			if len(got) != 1 || got[0].ID != "a" {
+				t.Errorf("recent = %+v", got)
+			}
+			j.Close()
+		})
 	}
 }
