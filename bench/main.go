@@ -44,6 +44,7 @@ type options struct {
 	gobenchN    int
 	gobenchTime string
 	daemonEnv   string
+	against     string
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	flag.IntVar(&o.gobenchN, "gobench-count", 6, "go test -count for the micro-benchmarks")
 	flag.StringVar(&o.gobenchTime, "gobench-time", "150ms", "go test -benchtime for the micro-benchmarks")
 	flag.StringVar(&o.daemonEnv, "daemon-env", "", "comma-separated K=V added to certbus serve's environment, e.g. GODEBUG=gctrace=1 (diagnosis)")
+	flag.StringVar(&o.against, "against", "", "a certbus binary of another build: accept then runs its daemon beside this one, deploys alternating, and reports the two side by side")
 	flag.Parse()
 	if err := runAll(o); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: error: %v\n", err)
@@ -148,7 +150,7 @@ func runAll(o options) error {
 		r, _, err := benchHook(s, o.pairs)
 		return r, err
 	})
-	section("accept", func() ([]row, error) { return benchAccept(s, o.calls) })
+	section("accept", func() ([]row, error) { return benchAccept(s, o.calls, o.against) })
 	section("storm", func() ([]row, error) { return benchStorm(s, o.storm) })
 	section("startup", func() ([]row, error) { return benchStartup(s, o) })
 	section("downtime", func() ([]row, error) { return benchDowntime(s, o.rotations) })

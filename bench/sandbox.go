@@ -200,6 +200,8 @@ type daemonEnv struct {
 	daemon  *proc
 	// env is added to the daemon's environment (-daemon-env).
 	env []string
+	// bin is the certbus binary of this daemon; empty: the sandbox's.
+	bin string
 }
 
 // newDaemonEnv prepares dirs, a bus and the main config (reload timings and
@@ -247,7 +249,11 @@ func (e *daemonEnv) startDaemon() (time.Duration, error) {
 	sigs := make(chan *dbus.Signal, 8)
 	watch.Signal(sigs)
 	e.logPath = filepath.Join(e.dir, fmt.Sprintf("certbus-%d.log", time.Now().UnixNano()))
-	cmd := exec.Command(e.s.bin, "serve", "--bus", e.bus, "--config", e.config, "--log-level", "info")
+	bin := e.s.bin
+	if e.bin != "" {
+		bin = e.bin
+	}
+	cmd := exec.Command(bin, "serve", "--bus", e.bus, "--config", e.config, "--log-level", "info")
 	cmd.Env = append(append(os.Environ(), e.s.daemonEnv...), e.env...)
 	t0 := time.Now()
 	if e.daemon, err = e.s.start("certbus serve", cmd, e.logPath); err != nil {
