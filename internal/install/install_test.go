@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -495,6 +496,45 @@ func TestWriteGroupFailure(t *testing.T) {
 			}
 			if got := readFile(t, root+"/a/key.pem"); got != "OLD KEY" {
 				t.Errorf("first file changed to %q", got)
+			}
+			noTemps(t, root)
+		})
+	}
+}
+
+// A file of a group that cannot be written (a full disk, an I/O error) while
+// the others are written beside it: nothing changes and no temporary file
+// is left, whichever file it is.
+func TestWriteGroupFillFailure(t *testing.T) {
+	for bad := range 3 {
+		t.Run(fmt.Sprint("file ", bad), func(t *testing.T) {
+			root := installtest.Dir(t)
+			mkdir(t, root+"/a", 0, 0, 0o755)
+			mkdir(t, root+"/b", 0, 0, 0o755)
+			files := []File{
+				{Path: root + "/a/key.pem", Data: []byte("NEW KEY"), Mode: 0o600},
+				{Path: root + "/a/cert.pem", Data: []byte("NEW CERT"), Mode: 0o644},
+				{Path: root + "/b/cert.pem", Data: []byte("NEW CERT"), Mode: 0o644},
+			}
+			for _, f := range files {
+				writeFile(t, f.Path, "OLD")
+			}
+			orig := fillFile
+			t.Cleanup(func() { fillFile = orig })
+			fillFile = func(out *os.File, f File) error {
+				if f.Path == files[bad].Path {
+					return errors.New("no space left on device")
+				}
+				return orig(out, f)
+			}
+			err := WriteGroup(files)
+			if err == nil || !strings.Contains(err.Error(), "install "+files[bad].Path+": no space left") {
+				t.Fatalf("got %v, want the error of %s", err, files[bad].Path)
+			}
+			for _, f := range files {
+				if got := readFile(t, f.Path); got != "OLD" {
+					t.Errorf("%s changed to %q", f.Path, got)
+				}
 			}
 			noTemps(t, root)
 		})
