@@ -191,14 +191,10 @@ func Collect(ctx context.Context, o Options) *Report {
 	rep := &Report{Time: now.UTC(), Apps: []App{}, Rows: []Row{}, Events: []Event{}}
 	warn := func(format string, args ...any) { rep.Warnings = append(rep.Warnings, fmt.Sprintf(format, args...)) }
 
-	var entries []journal.Entry
-	if j, err := journal.Open(cfg.StateDir); err != nil {
+	// Read-only: the daemon may be writing the journal right now.
+	entries, err := journal.ReadRecent(cfg.StateDir, o.History)
+	if err != nil {
 		warn("journal: %v", err)
-	} else {
-		if entries, err = j.Recent(o.History); err != nil {
-			warn("journal: %v", err)
-		}
-		j.Close()
 	}
 	records := map[string]map[string]applied.Record{}
 	if st, err := applied.Open(cfg.StateDir); err != nil {

@@ -134,8 +134,8 @@ func (d *daemon) Run(ctx context.Context) error {
 	}
 	d.signal = signals.New[*event.Event](0)
 	d.signal.Observe(func(id string, r signals.Result) {
-		// Results are written without an fsync of their own: the event is
-		// already durable, and the next event's fsync makes them so too.
+		// Results are written without a sync of their own: the event is
+		// already durable, and the next event's sync makes them so too.
 		if err := d.journal.AppendResults(id, map[string]journal.EntryOutcome{r.Subscriber: {Status: string(r.Status), Message: r.Message}}); err != nil {
 			d.log.Warn("journal result", zap.String("event", id), zap.Error(err))
 		}

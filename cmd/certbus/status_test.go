@@ -20,6 +20,7 @@ import (
 
 	_ "github.com/certbus/certbus/apps/signal" // a PID file's daemon, until apps/all links it
 	"github.com/certbus/certbus/internal/applied"
+	"github.com/certbus/certbus/internal/journal"
 	"github.com/certbus/certbus/internal/testcerts"
 	"github.com/certbus/certbus/internal/testutil"
 )
@@ -528,4 +529,34 @@ func TestStatusStaleUnitAndFix(t *testing.T) {
 	daemonIs(daemonFresh, 0)
 	sd.set(time.Now().Add(-time.Hour), 0)
 	daemonIs(daemonStopped, 0)
+}
+
+// status reads the journal while the daemon has it open (padded, being
+// written) and changes nothing: the file is byte for byte the same, and
+// the daemon's next entry is readable.
+func TestStatusLeavesTheDaemonsJournalAlone(t *testing.T) {
+	e := newStatusEnv(t, "")
+	j, err := journal.Open(e.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if err := j.Append(journal.Entry{ID: "e1", Operation: "pre", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(e.state, "journal.jsonl")
+	before, _ := os.ReadFile(path)
+	rep, _ := statusJSON(t, e.config)
+	if len(rep.Events) != 1 || rep.Events[0].ID != "e1" {
+		t.Errorf("status events = %+v, want e1", rep.Events)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Errorf("status changed the journal: %d bytes before, %d after", len(before), len(after))
+	}
+	if err := j.Append(journal.Entry{ID: "e2", Operation: "post", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := j.Recent(5); err != nil || len(got) != 2 || got[1].ID != "e2" {
+		t.Errorf("the daemon's entries after status ran: %+v, %v", got, err)
+	}
 }

@@ -30,12 +30,17 @@ func TestAppendRecentRotateAndTornLine(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Bounded while open too (padding included): the current file and
+	// the rotated one.
+	size := func(p string) int64 { st, _ := os.Stat(p); return st.Size() }
+	if s := size(filepath.Join(dir, "journal.jsonl")) + size(filepath.Join(dir, "journal.jsonl.1")); s > 2*2000 {
+		t.Errorf("open journal holds %d bytes: not bounded by twice maxSize", s)
+	}
 	j.Close()
 	// A crash mid-write leaves a torn last line.
 	f, _ := os.OpenFile(filepath.Join(dir, "journal.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString(`{"id":"torn","operat`)
 	f.Close()
-	size := func(p string) int64 { st, _ := os.Stat(p); return st.Size() }
 	if s := size(filepath.Join(dir, "journal.jsonl")) + size(filepath.Join(dir, "journal.jsonl.1")); s > 2*2000+100 {
 		t.Errorf("journal holds %d bytes: not bounded", s)
 	}
@@ -173,5 +178,48 @@ func TestRepairWithoutEntries(t *testing.T) {
 			}
 			j.Close()
 		})
+	}
+}
+
+// A reader beside the daemon (certbus status) sees what the daemon wrote
+// and changes nothing: the daemon's entries before, during and after the
+// read all stay readable, and the file is byte for byte what the daemon
+// alone would have left.
+func TestReadRecentBesideTheWriter(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "journal.jsonl")
+	if got, err := ReadRecent(dir, 5); err != nil || len(got) != 0 {
+		t.Fatalf("no journal yet: %+v, %v", got, err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("ReadRecent created %s", path)
+	}
+	j, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if err := j.Append(Entry{ID: "a", Operation: "pre", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	got, err := ReadRecent(dir, 5)
+	if err != nil || len(got) != 1 || got[0].ID != "a" {
+		t.Fatalf("ReadRecent = %+v, %v", got, err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Errorf("ReadRecent changed the journal")
+	}
+	for _, id := range []string{"b", "c"} {
+		if err := j.Append(Entry{ID: id, Operation: "pre", Time: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err = ReadRecent(dir, 5)
+	if err != nil || len(got) != 3 || got[2].ID != "c" {
+		t.Fatalf("after more entries: %+v, %v", got, err)
+	}
+	if got, _ := j.Recent(5); len(got) != 3 {
+		t.Errorf("the writer's own Recent: %+v", got)
 	}
 }
