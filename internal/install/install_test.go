@@ -487,12 +487,16 @@ func TestWriteGroupFailure(t *testing.T) {
 			writeFile(t, root+"/a/key.pem", "OLD KEY")
 			writeFile(t, root+"/b/cert.pem", "OLD CERT")
 			tt.setup(t, root)
+			fds := openFDs(t)
 			err := WriteGroup([]File{
 				{Path: root + "/a/key.pem", Data: []byte("NEW KEY"), UID: 0, GID: 0, Mode: 0o600},
 				{Path: root + "/b/cert.pem", Data: []byte("NEW CERT"), UID: 0, GID: 0, Mode: 0o644},
 			})
 			if err == nil || !strings.Contains(err.Error(), tt.message) {
 				t.Fatalf("got %v, want an error containing %q", err, tt.message)
+			}
+			if n := openFDs(t); n != fds {
+				t.Errorf("%d descriptors open after the failure, %d before", n, fds)
 			}
 			if got := readFile(t, root+"/a/key.pem"); got != "OLD KEY" {
 				t.Errorf("first file changed to %q", got)
@@ -506,8 +510,12 @@ func TestWriteGroupFailure(t *testing.T) {
 // the others are written beside it: nothing changes and no temporary file
 // is left, whichever file it is.
 func TestWriteGroupFillFailure(t *testing.T) {
-	for bad := range 3 {
-		t.Run(fmt.Sprint("file ", bad), func(t *testing.T) {
+	for _, tc := range []struct {
+		bad   int
+		panic bool
+	}{{0, false}, {1, false}, {2, false}, {1, true}} {
+		bad := tc.bad
+		t.Run(fmt.Sprintf("file %d panic %v", bad, tc.panic), func(t *testing.T) {
 			root := installtest.Dir(t)
 			mkdir(t, root+"/a", 0, 0, 0o755)
 			mkdir(t, root+"/b", 0, 0, 0o755)
@@ -523,13 +531,20 @@ func TestWriteGroupFillFailure(t *testing.T) {
 			t.Cleanup(func() { fillFile = orig })
 			fillFile = func(out *os.File, f File) error {
 				if f.Path == files[bad].Path {
+					if tc.panic {
+						panic("no space left on device")
+					}
 					return errors.New("no space left on device")
 				}
 				return orig(out, f)
 			}
+			fds := openFDs(t)
 			err := WriteGroup(files)
-			if err == nil || !strings.Contains(err.Error(), "install "+files[bad].Path+": no space left") {
+			if err == nil || !strings.Contains(err.Error(), "install "+files[bad].Path+": ") || !strings.Contains(err.Error(), "no space left") {
 				t.Fatalf("got %v, want the error of %s", err, files[bad].Path)
+			}
+			if n := openFDs(t); n != fds {
+				t.Errorf("%d descriptors open after the failure, %d before", n, fds)
 			}
 			for _, f := range files {
 				if got := readFile(t, f.Path); got != "OLD" {
@@ -580,4 +595,14 @@ func TestWriteNeverTorn(t *testing.T) {
 	}
 	close(done)
 	wg.Wait()
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	des, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(des)
 }
