@@ -212,24 +212,23 @@ func (s *Signal[E]) Emit(id string, e E) error {
 	s.order = append(s.order, id)
 	if drop := len(s.order) - s.keep; drop > 0 {
 		// Forget the oldest finished records. A record still running
-		// stays at the front and is looked at again by the next Emit;
-		// only those over keep are looked at, so an Emit costs a map
-		// lookup or two, not one per record kept.
-		var running []string
-		for _, old := range s.order[:drop] {
-			if isDone(s.records[old]) {
-				delete(s.records, old)
+		// stays, in order, just before the ones kept, and is looked at
+		// again by the next Emit; only those over keep are looked at, so
+		// an Emit costs a map lookup or two, not one per record kept,
+		// and nothing is copied but the running ones.
+		k := drop
+		for i := drop - 1; i >= 0; i-- {
+			id := s.order[i]
+			if isDone(s.records[id]) {
+				delete(s.records, id)
 				continue
 			}
-			running = append(running, old)
+			k--
+			s.order[k] = id
 		}
-		if running == nil {
-			// Slicing off the front: append reallocates once the
-			// backing array is used up, copying only what is kept.
-			s.order = s.order[drop:]
-		} else {
-			s.order = append(running, s.order[drop:]...)
-		}
+		// Slicing off the front: append reallocates once the backing
+		// array is used up, copying only what is kept.
+		s.order = s.order[k:]
 	}
 	// The subscribers are those connected at Emit. The send happens under
 	// emitMu only, so the dispatcher may take mu while Emit waits on a
