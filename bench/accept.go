@@ -164,6 +164,8 @@ func newAcceptTarget(s *sandbox, name, bin string) (*acceptTarget, error) {
 		return nil, err
 	}
 	e.bin = bin
+	// The sandbox stops the bus and removes the directory however this
+	// ends; the daemon is stopped here when a later step fails.
 	ls, err := writeLineages(e.le, 1)
 	if err != nil {
 		return nil, err

@@ -160,12 +160,17 @@ func benchStorm(s *sandbox, n int) ([]row, error) {
 // backlog the app still had when the post arrived (each deploy's copies are
 // installed before its result), which the post's reload waits for.
 func handledAfter(path, postID, app string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
+	// The rotated file first: a storm may fill the journal past the post.
+	var text []byte
+	for _, p := range []string{path + ".1", path} {
+		b, err := os.ReadFile(p)
+		if err != nil && !os.IsNotExist(err) {
+			return 0, err
+		}
+		text = append(text, b...)
 	}
 	seen, n := false, 0
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(string(text), "\n") {
 		var en journal.Entry
 		if json.Unmarshal([]byte(line), &en) != nil {
 			continue
