@@ -142,6 +142,9 @@ func (r Roots) ReadFile(path string) ([]byte, error) {
 	// epoll_ctl per file), and the buffer sized from the stat takes the
 	// file in one read and the end in a second.
 	rfd, err := unix.Open(fdPath(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	for err == unix.EINTR { // as os.OpenFile retries (a network filesystem)
+		rfd, err = unix.Open(fdPath(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	}
 	if err != nil {
 		return nil, openError(path, err)
 	}
