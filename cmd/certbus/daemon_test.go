@@ -321,13 +321,26 @@ func TestCallerChecks(t *testing.T) {
 	})
 }
 
+// A second daemon stops before it takes anything: with the same state_dir
+// at the journal's lock (before it touches the journal), with its own
+// state_dir at the bus name (it never queues for it).
 func TestSecondDaemonRefusesToQueue(t *testing.T) {
 	e := newEnv(t, false, "apps: []\n")
 	startDaemon(t, e.bus.Address, e.config)
-	out, err := exec.Command(buildBinary(t), "serve", "--bus", e.bus.Address, "--config", e.config).CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(string(out), "not the primary owner") {
-		t.Fatalf("second serve: %v\n%s", err, out)
+	journalPath := filepath.Join(e.state, "journal.jsonl")
+	before, _ := os.ReadFile(journalPath)
+	other := filepath.Join(t.TempDir(), "certbus.yaml")
+	body, _ := os.ReadFile(e.config)
+	os.WriteFile(other, []byte(strings.Replace(string(body), "state_dir: "+e.state, "state_dir: "+filepath.Join(filepath.Dir(other), "state"), 1)), 0o644)
+	for config, want := range map[string]string{e.config: "is in use by another process", other: "not the primary owner"} {
+		out, err := exec.Command(buildBinary(t), "serve", "--bus", e.bus.Address, "--config", config).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(string(out), want) {
+			t.Errorf("second serve with %s: %v, want an error saying %q\n%s", config, err, want, out)
+		}
+	}
+	if after, _ := os.ReadFile(journalPath); !bytes.Equal(before, after) {
+		t.Error("the second daemon changed the first one's journal")
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -95,6 +96,15 @@ func (j *Journal) open() error {
 	if err != nil {
 		return fmt.Errorf("open journal: %w", err)
 	}
+	// One writer: a second one would write over the first's entries
+	// (each keeps its own end). The lock goes with the descriptor.
+	if err := flock(f); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("journal %s is in use by another process: is another certbus serve running with the same state_dir? (`systemctl status certbus`; give a second daemon its own state_dir)", j.path)
+		}
+		return fmt.Errorf("lock journal %s: %w", j.path, err)
+	}
 	size, end, err := repairTail(f)
 	if err != nil {
 		f.Close()
@@ -105,6 +115,15 @@ func (j *Journal) open() error {
 	}
 	j.f, j.size, j.end = f, size, end
 	return nil
+}
+
+// flock takes f's exclusive lock without waiting.
+func flock(f *os.File) error {
+	for {
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // repairTail finds where the entries end, before the padding, and pads

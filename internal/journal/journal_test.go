@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -123,8 +124,10 @@ func TestPaddingCrashAndClose(t *testing.T) {
 	if n != 21 {
 		t.Errorf("decoded %d entries, want 21", n)
 	}
-	// Crash: no Close, and a torn line (ending inside a two-byte
-	// character) left in the padding.
+	// Crash: the descriptor (and its lock) goes without Close's trim, and
+	// a torn line (ending inside a two-byte character) is left in the
+	// padding.
+	j.f.Close()
 	torn := []byte(`{"id":"torn","domains":{"` + "\xc3")
 	f, _ := os.OpenFile(path, os.O_WRONLY, 0)
 	f.WriteAt(torn, int64(len(body)))
@@ -222,4 +225,36 @@ func TestReadRecentBesideTheWriter(t *testing.T) {
 	if got, _ := j.Recent(5); len(got) != 3 {
 		t.Errorf("the writer's own Recent: %+v", got)
 	}
+}
+
+// Only one writer: a second Open of the same journal fails, saying what to
+// do, and changes nothing; once the first is closed, it opens.
+func TestSecondWriterRefused(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Append(Entry{ID: "a", Operation: "pre", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "journal.jsonl")
+	before, _ := os.ReadFile(path)
+	if j2, err := Open(dir); err == nil {
+		j2.Close()
+		t.Fatal("a second writer opened the journal")
+	} else if !strings.Contains(err.Error(), "in use by another process") || !strings.Contains(err.Error(), "state_dir") {
+		t.Errorf("error %q does not say the journal is in use and what to do", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("the refused open changed the journal")
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j2, err := Open(dir)
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	j2.Close()
 }
