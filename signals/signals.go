@@ -218,13 +218,13 @@ func (s *Signal[E]) Emit(id string, e E) error {
 		// and nothing is copied but the running ones.
 		k := drop
 		for i := drop - 1; i >= 0; i-- {
-			id := s.order[i]
-			if isDone(s.records[id]) {
-				delete(s.records, id)
+			old := s.order[i]
+			if isDone(s.records[old]) {
+				delete(s.records, old)
 				continue
 			}
 			k--
-			s.order[k] = id
+			s.order[k] = old
 		}
 		// Slicing off the front: append reallocates once the backing
 		// array is used up, copying only what is kept.

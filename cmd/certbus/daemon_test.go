@@ -331,7 +331,9 @@ func TestSecondDaemonRefusesToQueue(t *testing.T) {
 	before, _ := os.ReadFile(journalPath)
 	other := filepath.Join(t.TempDir(), "certbus.yaml")
 	body, _ := os.ReadFile(e.config)
-	os.WriteFile(other, []byte(strings.Replace(string(body), "state_dir: "+e.state, "state_dir: "+filepath.Join(filepath.Dir(other), "state"), 1)), 0o644)
+	if err := os.WriteFile(other, []byte(strings.Replace(string(body), "state_dir: "+e.state, "state_dir: "+filepath.Join(filepath.Dir(other), "state"), 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for config, want := range map[string]string{e.config: "is in use by another process", other: "not the primary owner"} {
 		out, err := exec.Command(buildBinary(t), "serve", "--bus", e.bus.Address, "--config", config).CombinedOutput()
 		var ee *exec.ExitError

@@ -72,6 +72,8 @@ type Journal struct {
 	path    string
 	maxSize int64
 
+	lock *os.File // holds the writer's lock
+
 	mu   sync.Mutex
 	f    *os.File
 	size int64 // end of the entries; the next one is written here
@@ -84,7 +86,24 @@ func Open(dir string) (*Journal, error) {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
 	j := &Journal{path: filepath.Join(dir, "journal.jsonl"), maxSize: DefaultMaxSize}
+	// One writer: a second one would write over the first's entries
+	// (each keeps its own end). The lock is on a file of its own, never
+	// renamed, held from Open to Close (rotation keeps it).
+	lockPath := filepath.Join(dir, "journal.lock")
+	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open journal lock: %w", err)
+	}
+	if err := flock(lock); err != nil {
+		lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("journal %s is in use by another process (%s is locked): is another certbus serve running with the same state_dir? (`systemctl status certbus`; give a second daemon its own state_dir)", j.path, lockPath)
+		}
+		return nil, fmt.Errorf("lock journal %s: %w", lockPath, err)
+	}
+	j.lock = lock
 	if err := j.open(); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	return j, nil
@@ -95,15 +114,6 @@ func (j *Journal) open() error {
 	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("open journal: %w", err)
-	}
-	// One writer: a second one would write over the first's entries
-	// (each keeps its own end). The lock goes with the descriptor.
-	if err := flock(f); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return fmt.Errorf("journal %s is in use by another process: is another certbus serve running with the same state_dir? (`systemctl status certbus`; give a second daemon its own state_dir)", j.path)
-		}
-		return fmt.Errorf("lock journal %s: %w", j.path, err)
 	}
 	size, end, err := repairTail(f)
 	if err != nil {
@@ -362,6 +372,9 @@ func (j *Journal) AppendResults(id string, results map[string]EntryOutcome) erro
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.lock != nil {
+		defer func() { j.lock.Close(); j.lock = nil }()
+	}
 	if j.f == nil {
 		return nil
 	}

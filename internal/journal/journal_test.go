@@ -128,6 +128,7 @@ func TestPaddingCrashAndClose(t *testing.T) {
 	// a torn line (ending inside a two-byte character) is left in the
 	// padding.
 	j.f.Close()
+	j.lock.Close()
 	torn := []byte(`{"id":"torn","domains":{"` + "\xc3")
 	f, _ := os.OpenFile(path, os.O_WRONLY, 0)
 	f.WriteAt(torn, int64(len(body)))
@@ -257,4 +258,44 @@ func TestSecondWriterRefused(t *testing.T) {
 		t.Fatalf("after the first closed: %v", err)
 	}
 	j2.Close()
+}
+
+// The lock holds across rotation: a second writer trying all the while the
+// first rotates again and again never gets in, and the first never loses
+// its journal to it.
+func TestLockHeldAcrossRotation(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	j.maxSize = 600 // a rotation every few entries
+	stop := make(chan struct{})
+	got := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				got <- nil
+				return
+			default:
+			}
+			if j2, err := Open(dir); err == nil {
+				j2.Close()
+				got <- fmt.Errorf("a second writer opened the journal during rotation")
+				return
+			}
+		}
+	}()
+	for i := range 300 {
+		if err := j.Append(Entry{ID: fmt.Sprint("e", i), Operation: "pre", Time: time.Now()}); err != nil {
+			close(stop)
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	close(stop)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
 }
