@@ -141,9 +141,11 @@ func (r Roots) ReadFile(path string) ([]byte, error) {
 	// poller (os.OpenFile would try to add it: four fcntl and an
 	// epoll_ctl per file), and the buffer sized from the stat takes the
 	// file in one read and the end in a second.
-	rfd, err := unix.Open(fdPath(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	for err == unix.EINTR { // as os.OpenFile retries (a network filesystem)
-		rfd, err = unix.Open(fdPath(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	var rfd int
+	for { // retried on EINTR, as os.OpenFile does (a network filesystem)
+		if rfd, err = unix.Open(fdPath(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != unix.EINTR {
+			break
+		}
 	}
 	if err != nil {
 		return nil, openError(path, err)
