@@ -17,7 +17,7 @@ import (
 // The names of the D-Bus contract (DESIGN section 2).
 const (
 	Name      = wire.Name
-	Path      = wire.Path
+	Path      = dbus.ObjectPath(wire.Path)
 	Interface = wire.Interface
 
 	ErrInvalidArgument = "org.certbus.Dispatcher1.Error.InvalidArgument"

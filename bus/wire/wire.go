@@ -6,36 +6,35 @@
 // instead of the six times of a godbus connection (auth query, AUTH, DATA,
 // NEGOTIATE_UNIX_FD, Hello, then the call).
 //
-// Messages are built and read by godbus; only the three SASL lines are
-// written here. It speaks unix sockets and EXTERNAL only, which is what a
-// system bus offers: anything else is ErrNotSent, and the caller uses a
-// full godbus connection. It is not a D-Bus client: no signals, no second
-// call, no file descriptors.
+// It is what a hook process links, so it links little: no godbus, no net.
+// It marshals the two messages it sends and the header of what it reads
+// itself (message.go), and drives a blocking unix socket with system
+// calls, its deadline set as the socket's send and receive timeouts. It
+// speaks unix sockets and EXTERNAL only, which is what a system bus
+// offers: anything else is ErrNotSent, and the caller uses a full godbus
+// connection. It is not a D-Bus client: no signals, no second call, no
+// file descriptors.
 package wire
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
+	"io"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
-
-	"github.com/godbus/dbus/v5"
 )
 
 // The daemon's names (DESIGN section 2), here so that this package needs
 // nothing of package bus, which takes them from here.
 const (
 	Name      = "org.certbus.Dispatcher1"
-	Path      = dbus.ObjectPath("/org/certbus/Dispatcher1")
+	Path      = "/org/certbus/Dispatcher1"
 	Interface = "org.certbus.Dispatcher1"
 )
 
@@ -79,48 +78,202 @@ func Notify(ctx context.Context, bus, op string, domains map[string]map[string]s
 }
 
 // Conn is a connection that has sent its authentication and Hello, and
-// may send one Notify.
+// may send one Notify. It is used by one goroutine.
 type Conn struct {
-	ctx  context.Context
-	conn net.Conn
-	stop func() bool
+	ctx      context.Context
+	deadline time.Time
+	stop     func() bool
+
+	mu sync.Mutex // fd against the context's end
+	fd int        // -1 once closed
+
+	buf []byte // what was read and not yet used
 }
 
 // Dial connects to bus and writes the SASL EXTERNAL lines, BEGIN and
 // Hello without waiting for an answer, so that the bus authenticates the
 // connection while the caller prepares its call (a hook dials first, then
-// reads its environment). ctx bounds everything the connection does. Its
-// errors are ErrNotSent (wrapped: no call went out, a full client may
-// try), ctx's error, or an error encoding Hello.
+// reads its environment). ctx bounds everything the connection does: its
+// deadline (two minutes without one) is the socket's timeout, and its end
+// shuts the socket down under a read or write waiting on it. Its errors
+// are ErrNotSent (wrapped: no call went out, a full client may try), ctx's
+// error, or an error encoding Hello.
 func Dial(ctx context.Context, bus string) (*Conn, error) {
 	addr, err := socket(bus)
 	if err != nil {
 		return nil, err
 	}
-	var req bytes.Buffer
-	req.WriteString("\x00AUTH EXTERNAL " + hex.EncodeToString([]byte(strconv.Itoa(os.Geteuid()))) + "\r\nBEGIN\r\n")
-	if err := call(&req, helloSerial, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "Hello"); err != nil {
+	req := []byte("\x00AUTH EXTERNAL " + hexString(strconv.Itoa(os.Geteuid())) + "\r\nBEGIN\r\n")
+	req, err = appendCall(req, helloSerial, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "Hello", "", nil)
+	if err != nil {
 		return nil, err
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", addr)
-	if err != nil {
-		return nil, notSent(ctx, err)
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(2 * time.Minute)
 	}
-	_ = conn.SetDeadline(deadline)
-	c := &Conn{ctx: ctx, conn: conn}
-	c.stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	if _, err := conn.Write(req.Bytes()); err != nil {
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, notSent(ctx, os.NewSyscallError("socket", err))
+	}
+	c := &Conn{ctx: ctx, deadline: deadline, fd: fd}
+	c.stop = context.AfterFunc(ctx, c.interrupt)
+	if err := c.connect(addr); err != nil {
+		c.Close()
+		return nil, notSent(ctx, err)
+	}
+	if _, err := c.write(req); err != nil {
 		c.Close()
 		// Nothing of a call went out: authentication and Hello
 		// change nothing.
 		return nil, notSent(ctx, err)
 	}
 	return c, nil
+}
+
+// connect connects the socket to addr, "@name" for an abstract socket
+// (package syscall's convention too).
+func (c *Conn) connect(addr string) error {
+	sa := &syscall.SockaddrUnix{Name: addr}
+	for retried := false; ; retried = true {
+		if err := c.arm(syscall.SO_SNDTIMEO); err != nil {
+			return err
+		}
+		err := syscall.Connect(c.fd, sa)
+		switch {
+		case err == nil || (retried && err == syscall.EISCONN):
+			return nil
+		case err == syscall.EINTR:
+			// A socket with a timeout is not restarted after a
+			// signal (signal(7)); the Go runtime sends some.
+		case err == syscall.EAGAIN:
+			// The bus's backlog stayed full until the deadline.
+			return os.ErrDeadlineExceeded
+		default:
+			return os.NewSyscallError("connect", err)
+		}
+	}
+}
+
+// arm sets the socket's send or receive timeout to what is left until the
+// deadline.
+func (c *Conn) arm(opt int) error {
+	left := time.Until(c.deadline)
+	if left <= 0 {
+		return os.ErrDeadlineExceeded
+	}
+	tv := syscall.NsecToTimeval(left.Nanoseconds())
+	if tv.Sec == 0 && tv.Usec == 0 {
+		tv.Usec = 1 // zero would be no timeout at all
+	}
+	if err := syscall.SetsockoptTimeval(c.fd, syscall.SOL_SOCKET, opt, &tv); err != nil {
+		return os.NewSyscallError("setsockopt", err)
+	}
+	return nil
+}
+
+// write writes all of b and returns how much of it went out.
+func (c *Conn) write(b []byte) (int, error) {
+	done := 0
+	for done < len(b) {
+		if err := c.arm(syscall.SO_SNDTIMEO); err != nil {
+			return done, err
+		}
+		// Go's runtime turns SIGPIPE into EPIPE for descriptors other
+		// than 1 and 2.
+		n, err := syscall.Write(c.fd, b[done:])
+		if n > 0 {
+			done += n
+		}
+		switch {
+		case err == nil && n == 0:
+			return done, io.ErrShortWrite
+		case err == nil, err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			return done, os.ErrDeadlineExceeded
+		default:
+			return done, os.NewSyscallError("write", err)
+		}
+	}
+	return done, nil
+}
+
+// fill reads what the bus has sent into c.buf, at least a byte.
+func (c *Conn) fill() error {
+	if len(c.buf) == cap(c.buf) {
+		c.buf = append(c.buf, make([]byte, 4096)...)[:len(c.buf)]
+	}
+	for {
+		if err := c.arm(syscall.SO_RCVTIMEO); err != nil {
+			return err
+		}
+		n, err := syscall.Read(c.fd, c.buf[len(c.buf):cap(c.buf)])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return os.ErrDeadlineExceeded
+		case err != nil:
+			return os.NewSyscallError("read", err)
+		case n == 0:
+			return io.ErrUnexpectedEOF // the bus hung up, or ctx ended
+		}
+		c.buf = c.buf[:len(c.buf)+n]
+		return nil
+	}
+}
+
+// line reads the bus's first SASL line, without its CR LF.
+func (c *Conn) line() (string, error) {
+	for {
+		if i := bytes.IndexByte(c.buf, '\n'); i >= 0 {
+			l := string(c.buf[:i])
+			c.buf = c.buf[i+1:]
+			return strings.TrimSuffix(l, "\r"), nil
+		}
+		if len(c.buf) > 512 {
+			return "", fmt.Errorf("%w: %q is no SASL answer", errMalformed, c.buf[:32])
+		}
+		if err := c.fill(); err != nil {
+			return "", err
+		}
+	}
+}
+
+// message reads the next whole message.
+func (c *Conn) message() (*header, error) {
+	for len(c.buf) < 16 {
+		if err := c.fill(); err != nil {
+			return nil, err
+		}
+	}
+	n, err := messageLen(c.buf)
+	if err != nil {
+		return nil, err
+	}
+	if cap(c.buf) < n {
+		c.buf = append(make([]byte, 0, n), c.buf...)
+	}
+	for len(c.buf) < n {
+		if err := c.fill(); err != nil {
+			return nil, err
+		}
+	}
+	m := c.buf[:n:n]
+	c.buf = c.buf[n:]
+	return parseHeader(m)
+}
+
+// interrupt wakes a read or write waiting on the socket when ctx ends.
+func (c *Conn) interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fd >= 0 {
+		_ = syscall.Shutdown(c.fd, syscall.SHUT_RDWR)
+	}
 }
 
 // notSent is the error of a failure before the call was written: ctx's
@@ -147,20 +300,22 @@ func ctxErr(ctx context.Context, err error) error {
 // Close closes the connection.
 func (c *Conn) Close() {
 	c.stop()
-	_ = c.conn.Close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fd >= 0 {
+		_ = syscall.Close(c.fd)
+		c.fd = -1
+	}
 }
 
 // Notify sends Notify(op, domains) and returns the event id; errors as for
 // the package's Notify. It may be called once.
 func (c *Conn) Notify(op string, domains map[string]map[string]string) (string, error) {
-	if domains == nil {
-		domains = map[string]map[string]string{}
-	}
-	var req bytes.Buffer
-	if err := call(&req, notifySerial, Name, Path, Interface, "Notify", op, domains); err != nil {
+	req, err := appendCall(nil, notifySerial, Name, Path, Interface, "Notify", "sa{sa{ss}}", domainsBody(op, domains))
+	if err != nil {
 		return "", err
 	}
-	if n, err := c.conn.Write(req.Bytes()); err != nil {
+	if n, err := c.write(req); err != nil {
 		if n == 0 {
 			// Not a byte of the call went out (the bus may have
 			// refused the greeting and closed).
@@ -168,37 +323,34 @@ func (c *Conn) Notify(op string, domains map[string]map[string]string) (string, 
 		}
 		return "", sent(c.ctx, err)
 	}
-	r := bufio.NewReader(c.conn)
-	line, err := r.ReadString('\n')
+	line, err := c.line()
 	if err != nil {
 		return "", sent(c.ctx, err)
 	}
 	if !strings.HasPrefix(line, "OK ") {
 		// REJECTED or ERROR: the bus dropped everything after AUTH.
-		return "", fmt.Errorf("%w: the bus answered %q", ErrNotSent, strings.TrimSpace(line))
+		return "", fmt.Errorf("%w: the bus answered %q", ErrNotSent, line)
 	}
 	for {
-		m, err := dbus.DecodeMessage(r)
+		m, err := c.message()
 		if err != nil {
 			return "", sent(c.ctx, err)
 		}
-		v, ok := m.Headers[dbus.FieldReplySerial]
-		if !ok {
+		switch {
+		case m.replySerial == 0:
 			continue // NameAcquired and other signals
+		case m.typ == typeError:
+			e := &Error{Name: m.errorName}
+			e.Message, _ = m.firstString()
+			return "", e
+		case m.replySerial != notifySerial || m.typ != typeMethodReturn:
+			continue // Hello's answer
+		case m.signature != "s":
+			return "", &SentError{Err: fmt.Errorf("Notify answered with signature %q, want the event id (s)", m.signature)}
 		}
-		serial, _ := v.Value().(uint32)
-		if m.Type == dbus.TypeError {
-			return "", replyError(m)
-		}
-		if serial != notifySerial {
-			continue
-		}
-		if len(m.Body) != 1 {
-			return "", &SentError{Err: fmt.Errorf("Notify answered with %d values, want the event id", len(m.Body))}
-		}
-		id, ok := m.Body[0].(string)
+		id, ok := m.firstString()
 		if !ok {
-			return "", &SentError{Err: fmt.Errorf("Notify answered with a %T, want the event id", m.Body[0])}
+			return "", &SentError{Err: fmt.Errorf("Notify's answer: %w", errMalformed)}
 		}
 		return id, nil
 	}
@@ -213,39 +365,14 @@ func sent(ctx context.Context, err error) error {
 	return &SentError{Err: err}
 }
 
-func replyError(m *dbus.Message) error {
-	e := &Error{}
-	if v, ok := m.Headers[dbus.FieldErrorName]; ok {
-		e.Name, _ = v.Value().(string)
+// hexString is s in lower-case hex, as SASL EXTERNAL wants the uid.
+func hexString(s string) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 2*len(s))
+	for i := 0; i < len(s); i++ {
+		out = append(out, digits[s[i]>>4], digits[s[i]&15])
 	}
-	if len(m.Body) > 0 {
-		if s, ok := m.Body[0].(string); ok {
-			e.Message = s
-		}
-	}
-	return e
-}
-
-// call appends a method call with the given serial. godbus builds the
-// message; its serial is set by a connection, so it is written into the
-// fixed header here (bytes 8-11, little endian as marshalled).
-func call(w *bytes.Buffer, serial uint32, dest string, p dbus.ObjectPath, ifc, member string, args ...any) error {
-	h := map[dbus.HeaderField]dbus.Variant{
-		dbus.FieldDestination: dbus.MakeVariant(dest),
-		dbus.FieldPath:        dbus.MakeVariant(p),
-		dbus.FieldInterface:   dbus.MakeVariant(ifc),
-		dbus.FieldMember:      dbus.MakeVariant(member),
-	}
-	if len(args) > 0 {
-		h[dbus.FieldSignature] = dbus.MakeVariant(dbus.SignatureOf(args...))
-	}
-	m := &dbus.Message{Type: dbus.TypeMethodCall, Headers: h, Body: args}
-	start := w.Len()
-	if err := m.EncodeTo(w, binary.LittleEndian); err != nil {
-		return fmt.Errorf("encode %s: %w", member, err)
-	}
-	binary.LittleEndian.PutUint32(w.Bytes()[start+8:start+12], serial)
-	return nil
+	return string(out)
 }
 
 // socket resolves bus to the path of a unix socket ("@name" for an
@@ -268,8 +395,8 @@ func socket(bus string) (string, error) {
 		}
 		for _, kv := range strings.Split(rest, ",") {
 			k, v, _ := strings.Cut(kv, "=")
-			v, err := url.PathUnescape(v)
-			if err != nil {
+			v, ok := unescape(v)
+			if !ok {
 				break
 			}
 			switch k {
@@ -281,4 +408,41 @@ func socket(bus string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%w: no unix socket in %q", ErrNotSent, addr)
+}
+
+// unescape undoes a D-Bus address value's %XX escapes; ok is false for a
+// malformed one.
+func unescape(v string) (string, bool) {
+	if !strings.Contains(v, "%") {
+		return v, true
+	}
+	out := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		if v[i] != '%' {
+			out = append(out, v[i])
+			continue
+		}
+		if i+2 >= len(v) {
+			return "", false
+		}
+		hi, lo := unhex(v[i+1]), unhex(v[i+2])
+		if hi < 0 || lo < 0 {
+			return "", false
+		}
+		out = append(out, byte(hi<<4|lo))
+		i += 2
+	}
+	return string(out), true
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
 }

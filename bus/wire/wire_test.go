@@ -1,7 +1,9 @@
 package wire
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"os"
@@ -235,5 +237,106 @@ func TestDialDeadline(t *testing.T) {
 	}
 	if err := notSent(context.Background(), os.ErrDeadlineExceeded); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("the socket's deadline: %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// The answer may come in any pieces: the greeting's OK line, Hello's
+// return, NameAcquired and then the call's return, a few bytes at a time.
+func TestNotifyReadsAnswersInPieces(t *testing.T) {
+	reply := func(serial uint32, typ dbus.Type, fields map[dbus.HeaderField]dbus.Variant, body ...any) []byte {
+		fields[dbus.FieldReplySerial] = dbus.MakeVariant(serial)
+		return godbusMessage(t, binary.LittleEndian, typ, 100+serial, fields, body...)
+	}
+	answer := []byte("OK 0123456789abcdef0123456789abcdef\r\n")
+	answer = append(answer, reply(helloSerial, dbus.TypeMethodReply, map[dbus.HeaderField]dbus.Variant{}, ":1.9")...)
+	answer = append(answer, godbusMessage(t, binary.BigEndian, dbus.TypeSignal, 3, map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldPath:      dbus.MakeVariant(dbus.ObjectPath("/org/freedesktop/DBus")),
+		dbus.FieldInterface: dbus.MakeVariant("org.freedesktop.DBus"),
+		dbus.FieldMember:    dbus.MakeVariant("NameAcquired"),
+	}, ":1.9")...)
+	tests := []struct {
+		name  string
+		last  []byte
+		check func(id string, err error) bool
+	}{
+		{"the event id", reply(notifySerial, dbus.TypeMethodReply, map[dbus.HeaderField]dbus.Variant{}, "the-id"),
+			func(id string, err error) bool { return err == nil && id == "the-id" }},
+		{"the daemon's error", reply(notifySerial, dbus.TypeError, map[dbus.HeaderField]dbus.Variant{
+			dbus.FieldErrorName: dbus.MakeVariant("org.certbus.Dispatcher1.Error.ShuttingDown")}, "stopping"),
+			func(_ string, err error) bool {
+				var we *Error
+				return errors.As(err, &we) && we.Name == "org.certbus.Dispatcher1.Error.ShuttingDown" && we.Message == "stopping"
+			}},
+		{"an answer of the wrong type", reply(notifySerial, dbus.TypeMethodReply, map[dbus.HeaderField]dbus.Variant{}, uint32(1)),
+			func(_ string, err error) bool {
+				var se *SentError
+				return errors.As(err, &se) && strings.Contains(err.Error(), `signature "u"`)
+			}},
+		{"not D-Bus", []byte("HTTP/1.1 400 Bad Request\r\n\r\n"),
+			func(_ string, err error) bool {
+				var se *SentError
+				return errors.As(err, &se) && errors.Is(err, errMalformed)
+			}},
+		{"hung up midway", reply(notifySerial, dbus.TypeMethodReply, map[dbus.HeaderField]dbus.Variant{}, "the-id")[:40],
+			func(_ string, err error) bool {
+				var se *SentError
+				return errors.As(err, &se)
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			all := append(append([]byte(nil), answer...), tt.last...)
+			addr := fakeBus(t, func(c net.Conn) {
+				buf := make([]byte, 8192)
+				for got := 0; !bytes.Contains(buf[:got], []byte("Notify")); {
+					n, err := c.Read(buf[got:])
+					if err != nil {
+						return
+					}
+					got += n
+				}
+				for i := 0; i < len(all); i += 7 {
+					if _, err := c.Write(all[i:min(i+7, len(all))]); err != nil {
+						return
+					}
+					time.Sleep(50 * time.Microsecond)
+				}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			id, err := Notify(ctx, addr, "deploy", map[string]map[string]string{"a.test": {"certificate": "/c"}})
+			if !tt.check(id, err) {
+				t.Errorf("Notify = %q, %v", id, err)
+			}
+		})
+	}
+}
+
+// Cancelling the context (no deadline) wakes a call waiting for its
+// answer.
+func TestNotifyCancelled(t *testing.T) {
+	b, _ := startDispatcher(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	if _, err := Notify(ctx, b.Address, "hang", nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v, want context.Canceled", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("cancelled after 100ms, returned after %v", waited)
+	}
+}
+
+// A peer that never ends its SASL line is not waited on for ever.
+func TestNotifyEndlessLine(t *testing.T) {
+	addr := fakeBus(t, func(c net.Conn) {
+		c.Read(make([]byte, 4096))
+		c.Write(bytes.Repeat([]byte("x"), 4096))
+		time.Sleep(10 * time.Second)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := Notify(ctx, addr, "pre", nil); !errors.Is(err, errMalformed) {
+		t.Errorf("endless line: %v, want errMalformed", err)
 	}
 }

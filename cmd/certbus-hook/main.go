@@ -1,8 +1,8 @@
 // Command certbus-hook is `certbus hook pre|post|deploy` for certbot's
-// renewal-hooks scripts, in a binary that links little more than godbus, so
-// that certbot's hook costs what the call costs rather than the start-up of
-// the whole certbus tool (cobra, zap, the apps: about a millisecond more per
-// process, see bench/RESULTS.md).
+// renewal-hooks scripts, in a binary that links little more than package
+// os and bus/wire (no godbus, no net), so that certbot's hook costs what the
+// call costs rather than the start-up of the whole certbus tool (cobra, zap,
+// the apps: about a millisecond more per process, see bench/RESULTS.md).
 //
 // It handles the common case alone: one of pre, post or deploy, the flags
 // --bus and --config, certbot's environment, and a daemon that takes the
