@@ -216,18 +216,18 @@ type object struct{ s *Server }
 func (o *object) Notify(sender dbus.Sender, operation string, domains map[string]map[string]string) (string, *dbus.Error) {
 	s := o.s
 	// The caller check is a round trip to the bus and validation reads and
-	// parses files: independent, and neither writes anything, so they run
-	// side by side (a hook's Notify is the first call of a new connection,
+	// parses files: independent, and neither writes anything, so the
+	// question to the bus goes out first and validation runs while it is
+	// answered (a hook's Notify is the first call of a new connection,
 	// whose credentials are never cached). Nothing is journaled until both
 	// passed, and a refused caller gets only the refusal, never a word
 	// about the files; validation opens nothing outside the certificate
 	// roots (certs.Roots.ReadFile checks where a path leads before it
 	// opens anything for reading).
-	refused := make(chan *dbus.Error, 1)
-	go func() { refused <- s.checkCaller(sender) }()
+	checked := s.startCallerCheck(sender)
 	op := event.Operation(operation)
 	mat, err := s.policy.Load().Checker.Check(op, domains)
-	if derr := <-refused; derr != nil {
+	if derr := checked(); derr != nil {
 		return "", derr
 	}
 	var ev *event.Event
@@ -289,16 +289,26 @@ type Result struct {
 // judges membership by); a unique name is never reused on a bus, so the
 // answer is cached per sender.
 func (s *Server) checkCaller(sender dbus.Sender) *dbus.Error {
-	c, err := s.caller(string(sender))
-	if err != nil {
-		s.log.Warn("caller check failed", zap.String("sender", string(sender)), zap.Error(err))
-		return dbus.NewError(ErrAccessDenied, []any{"cannot identify the caller"})
+	return s.startCallerCheck(sender)()
+}
+
+// startCallerCheck is checkCaller in two halves: it sends the bus its
+// question now, and the function it returns waits for the answer and
+// judges it.
+func (s *Server) startCallerCheck(sender dbus.Sender) func() *dbus.Error {
+	answer := s.startCaller(string(sender))
+	return func() *dbus.Error {
+		c, err := answer()
+		if err != nil {
+			s.log.Warn("caller check failed", zap.String("sender", string(sender)), zap.Error(err))
+			return dbus.NewError(ErrAccessDenied, []any{"cannot identify the caller"})
+		}
+		if err := s.allowed(c.uid, c.gids); err != nil {
+			s.log.Warn("caller refused", zap.String("sender", string(sender)), zap.Uint32("uid", c.uid), zap.Error(err))
+			return dbus.NewError(ErrAccessDenied, []any{err.Error()})
+		}
+		return nil
 	}
-	if err := s.allowed(c.uid, c.gids); err != nil {
-		s.log.Warn("caller refused", zap.String("sender", string(sender)), zap.Uint32("uid", c.uid), zap.Error(err))
-		return dbus.NewError(ErrAccessDenied, []any{err.Error()})
-	}
-	return nil
 }
 
 type callerID struct {
@@ -309,34 +319,40 @@ type callerID struct {
 // maxCallers bounds the per-sender cache.
 const maxCallers = 1024
 
-func (s *Server) caller(sender string) (callerID, error) {
+// startCaller asks the bus who sender is, unless the answer is cached,
+// and returns a function that waits for the answer.
+func (s *Server) startCaller(sender string) func() (callerID, error) {
 	s.callersMu.Lock()
 	c, ok := s.callers[sender]
 	s.callersMu.Unlock()
 	if ok {
-		return c, nil
+		return func() (callerID, error) { return c, nil }
 	}
-	var creds map[string]dbus.Variant
-	if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionCredentials", 0, sender).Store(&creds); err == nil {
-		if v, ok := creds["UnixUserID"]; ok {
-			if uid, ok := v.Value().(uint32); ok {
-				c = callerID{uid: uid}
-				if g, ok := creds["UnixGroupIDs"]; ok {
-					c.gids, _ = g.Value().([]uint32)
+	call := s.conn.BusObject().Go("org.freedesktop.DBus.GetConnectionCredentials", 0, nil, sender)
+	return func() (callerID, error) {
+		<-call.Done
+		var creds map[string]dbus.Variant
+		if err := call.Store(&creds); err == nil {
+			if v, ok := creds["UnixUserID"]; ok {
+				if uid, ok := v.Value().(uint32); ok {
+					c := callerID{uid: uid}
+					if g, ok := creds["UnixGroupIDs"]; ok {
+						c.gids, _ = g.Value().([]uint32)
+					}
+					s.remember(sender, c)
+					return c, nil
 				}
-				s.remember(sender, c)
-				return c, nil
 			}
 		}
+		// Older buses: the uid alone, groups from the user database.
+		var uid uint32
+		if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, sender).Store(&uid); err != nil {
+			return callerID{}, err
+		}
+		c := callerID{uid: uid}
+		s.remember(sender, c)
+		return c, nil
 	}
-	// Older buses: the uid alone, groups from the user database.
-	var uid uint32
-	if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, sender).Store(&uid); err != nil {
-		return callerID{}, err
-	}
-	c = callerID{uid: uid}
-	s.remember(sender, c)
-	return c, nil
 }
 
 func (s *Server) remember(sender string, c callerID) {
