@@ -101,7 +101,8 @@ func TestInstallScripts(t *testing.T) {
 		t.Fatalf("%+v %v", res, err)
 	}
 	b, _ := os.ReadFile(filepath.Join(le, "renewal-hooks/deploy/50-certbus"))
-	if !strings.Contains(string(b), "exec /usr/bin/certbus hook deploy\n") || !strings.HasPrefix(string(b), "#!/bin/sh\n") {
+	if !strings.Contains(string(b), "exec /usr/bin/certbus hook deploy\n") || !strings.HasPrefix(string(b), "#!/bin/sh\n") ||
+		!strings.Contains(string(b), "\n[ -x /usr/bin/certbus-hook ] && GOMAXPROCS=1 exec /usr/bin/certbus-hook deploy\n") {
 		t.Errorf("script:\n%s", b)
 	}
 	st, _ := os.Stat(filepath.Join(le, "renewal-hooks/pre/50-certbus"))

@@ -25,6 +25,12 @@ const HookBinary = "certbus-hook"
 // Script is the content of the hook script for kind. It runs certbus-hook
 // from binary's directory when that is there, else `binary hook kind`, so a
 // host with only the certbus binary (go install) still delivers.
+//
+// certbus-hook runs with GOMAXPROCS=1: it is one goroutine making one call,
+// and with a second P the Go runtime starts two more threads while it
+// initialises. One P took 3-5% off the script's wall time, side by side
+// (bench/RESULTS.md). The runtime reads the variable before any of the
+// program's code runs, so only the caller can set it.
 func Script(binary, kind string) []byte {
 	q := shellQuote(binary)
 	lean := shellQuote(filepath.Join(filepath.Dir(binary), HookBinary))
@@ -32,7 +38,7 @@ func Script(binary, kind string) []byte {
 		"# Environment (RENEWED_LINEAGE, RENEWED_DOMAINS, CERTBUS_BUS, CERTBUS_CONFIG) passes through.\n"+
 		"# certbus removed but this script kept (a conffile after apt remove): nothing to do.\n"+
 		"[ -x %s ] || exit 0\n"+
-		"[ -x %s ] && exec %s %s\n"+
+		"[ -x %s ] && GOMAXPROCS=1 exec %s %s\n"+
 		"exec %s hook %s\n",
 		scriptMarker, kind, q, lean, lean, kind, q, kind))
 }
