@@ -159,8 +159,12 @@ func (c *Conn) connect(addr string) error {
 }
 
 // arm sets the socket's send or receive timeout to what is left until the
-// deadline.
+// deadline. It also returns ctx's error once ctx is done: a cancel that
+// came while the socket was not yet connected shut nothing down.
 func (c *Conn) arm(opt int) error {
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
 	left := time.Until(c.deadline)
 	if left <= 0 {
 		return os.ErrDeadlineExceeded
