@@ -61,10 +61,11 @@ func (c *Client) Wait(ctx context.Context, id string, timeout time.Duration) ([]
 
 // Notify delivers one event on a connection of its own and returns its id.
 // The whole exchange goes out before any answer (package wire), so a hook
-// pays one round trip to the bus; where that cannot work (an address that is not
-// a unix socket, or lists several, a bus that does not take EXTERNAL)
-// nothing was sent and it dials with godbus instead. Errors are those of
-// Client.Notify.
+// pays one round trip to the bus; where that cannot work (an address with
+// no unix socket, a first unix socket that cannot be reached, a bus that
+// does not take EXTERNAL or refuses Hello) nothing was sent and it dials
+// with godbus instead, which also tries an address's other entries. Errors
+// are those of Client.Notify.
 func Notify(ctx context.Context, bus, operation string, domains map[string]map[string]string) (string, error) {
 	if bus == "" {
 		bus = "system"

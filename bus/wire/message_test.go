@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -140,30 +141,38 @@ func TestParseHeaderReadsGodbusMessages(t *testing.T) {
 			dbus.FieldReplySerial: dbus.MakeVariant(uint32(2)),
 		}, uint32(5))
 
-		h, err := parseHeader(ret)
+		parse := func(what string, m []byte) *header {
+			t.Helper()
+			h, err := parseHeader(m)
+			if err != nil {
+				t.Fatalf("%v: %s: %v", order, what, err)
+			}
+			return h
+		}
+		h := parse("method return", ret)
 		id, ok := h.firstString()
-		if err != nil || h.typ != typeMethodReturn || h.replySerial != 2 || h.signature != "s" || !ok || id != "20261124T013608Z-5808-f2b732" {
-			t.Errorf("%v: method return: %+v, %v, id %q %v", order, h, err, id, ok)
+		if h.typ != typeMethodReturn || h.replySerial != 2 || h.signature != "s" || !ok || id != "20261124T013608Z-5808-f2b732" {
+			t.Errorf("%v: method return: %+v, id %q %v", order, h, id, ok)
 		}
-		h, err = parseHeader(errMsg)
+		h = parse("error", errMsg)
 		msg, ok := h.firstString()
-		if err != nil || h.typ != typeError || h.errorName != "org.certbus.Dispatcher1.Error.InvalidArgument" || !ok || msg != "domain a.test: not covered" {
-			t.Errorf("%v: error: %+v, %v, message %q %v", order, h, err, msg, ok)
+		if h.typ != typeError || h.errorName != "org.certbus.Dispatcher1.Error.InvalidArgument" || !ok || msg != "domain a.test: not covered" {
+			t.Errorf("%v: error: %+v, message %q %v", order, h, msg, ok)
 		}
-		h, err = parseHeader(signal)
-		if err != nil || h.replySerial != 0 || h.typ != 4 {
-			t.Errorf("%v: signal: %+v, %v", order, h, err)
+		h = parse("signal", signal)
+		if h.replySerial != 0 || h.typ != 4 {
+			t.Errorf("%v: signal: %+v", order, h)
 		}
-		h, err = parseHeader(other)
-		if _, ok := h.firstString(); err != nil || h.signature != "u" || ok {
-			t.Errorf("%v: a return of u: %+v, %v, first string %v", order, h, err, ok)
+		h = parse("a return of u", other)
+		if _, ok := h.firstString(); h.signature != "u" || ok {
+			t.Errorf("%v: a return of u: %+v, first string %v", order, h, ok)
 		}
 	}
 }
 
-// Every cut of a message, and every byte of it changed, is an error or a
-// header, never a panic or a read past the end (the fuzz target's seeds
-// run as part of the tests).
+// Every cut of a message is an error or a header, never a panic or a read
+// past the end. `go test` runs the cuts of the seeds; `go test -fuzz
+// FuzzParseHeader` also changes their bytes.
 func FuzzParseHeader(f *testing.F) {
 	for _, order := range []binary.ByteOrder{binary.LittleEndian, binary.BigEndian} {
 		m := &dbus.Message{Type: dbus.TypeError, Headers: map[dbus.HeaderField]dbus.Variant{
@@ -207,7 +216,7 @@ func TestParseHeaderRefusesMalformed(t *testing.T) {
 		{"short", good[:15]},
 		{"byte order", mutate(func(b []byte) []byte { b[0] = 'x'; return b })},
 		{"version", mutate(func(b []byte) []byte { b[3] = 2; return b })},
-		{"fields past the end", mutate(func(b []byte) []byte { b[12] = 200; return b })},
+		{"fields longer than the message says", mutate(func(b []byte) []byte { b[12] = 200; return b })},
 		{"huge body", mutate(func(b []byte) []byte { b[7] = 0x7f; return b })},
 		{"field of a container type", mutate(func(b []byte) []byte {
 			// the reply serial's signature "u" becomes "a"
@@ -215,6 +224,34 @@ func TestParseHeaderRefusesMalformed(t *testing.T) {
 			b[i+2] = 'a'
 			return b
 		})},
+	}
+	// Lengths that agree with each other, and a field's string that runs
+	// past the end of the header's fields.
+	errMsg := godbusMessage(t, binary.LittleEndian, dbus.TypeError, 4, map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldReplySerial: dbus.MakeVariant(uint32(2)),
+		dbus.FieldErrorName:   dbus.MakeVariant("a.b"),
+	}, "message")
+	if _, err := parseHeader(errMsg); err != nil {
+		t.Fatalf("the unmutated error: %v", err)
+	}
+	// The first length runs to a NUL byte in the body, so that only the
+	// bound of the header's fields catches it.
+	i := bytes.Index(errMsg, []byte{fieldErrorName, 1, 's', 0})
+	fieldsEnd := 16 + int(binary.LittleEndian.Uint32(errMsg[12:]))
+	toNUL := bytes.IndexByte(errMsg[fieldsEnd:], 0)
+	if i < 0 || toNUL < 0 {
+		t.Fatalf("no error name field or no NUL after the fields in % x", errMsg)
+	}
+	for _, n := range []uint32{uint32(fieldsEnd + toNUL - (i + 8)), 1 << 20} {
+		b := append([]byte(nil), errMsg...)
+		binary.LittleEndian.PutUint32(b[i+4:], n)
+		if l, err := messageLen(b); err != nil || l != len(b) {
+			t.Fatalf("the mutated error's length: %d, %v; want %d (only the field is wrong)", l, err, len(b))
+		}
+		tests = append(tests, struct {
+			name string
+			m    []byte
+		}{fmt.Sprintf("a field's string of %d bytes, past the fields", n), b})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

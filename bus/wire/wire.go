@@ -135,11 +135,13 @@ func Dial(ctx context.Context, bus string) (*Conn, error) {
 }
 
 // connect connects the socket to addr, "@name" for an abstract socket
-// (package syscall's convention too).
+// (package syscall's convention too). A connect waiting for room in the
+// bus's backlog is not woken by shutdown(2) when ctx ends, so it waits
+// in slices of connectSlice and looks at ctx between them.
 func (c *Conn) connect(addr string) error {
 	sa := &syscall.SockaddrUnix{Name: addr}
 	for retried := false; ; retried = true {
-		if err := c.arm(syscall.SO_SNDTIMEO); err != nil {
+		if err := c.armAtMost(syscall.SO_SNDTIMEO, connectSlice); err != nil {
 			return err
 		}
 		err := syscall.Connect(c.fd, sa)
@@ -150,24 +152,35 @@ func (c *Conn) connect(addr string) error {
 			// A socket with a timeout is not restarted after a
 			// signal (signal(7)); the Go runtime sends some.
 		case err == syscall.EAGAIN:
-			// The bus's backlog stayed full until the deadline.
-			return os.ErrDeadlineExceeded
+			// The backlog stayed full for a slice: the next
+			// arm says whether ctx ended or the deadline passed.
 		default:
 			return os.NewSyscallError("connect", err)
 		}
 	}
 }
 
+// connectSlice bounds how long a cancelled connect goes on waiting.
+const connectSlice = 100 * time.Millisecond
+
 // arm sets the socket's send or receive timeout to what is left until the
-// deadline. It also returns ctx's error once ctx is done: a cancel that
-// came while the socket was not yet connected shut nothing down.
-func (c *Conn) arm(opt int) error {
+// deadline. It first returns ctx's error once ctx is done, so that no read,
+// write or connect starts after ctx's end (whose shutdown of the socket
+// could have come before the connect, or found it waiting on the backlog,
+// where shutdown does not wake it).
+func (c *Conn) arm(opt int) error { return c.armAtMost(opt, 0) }
+
+// armAtMost is arm with the timeout cut to at most limit (0: no limit).
+func (c *Conn) armAtMost(opt int, limit time.Duration) error {
 	if err := c.ctx.Err(); err != nil {
 		return err
 	}
 	left := time.Until(c.deadline)
 	if left <= 0 {
 		return os.ErrDeadlineExceeded
+	}
+	if limit > 0 {
+		left = min(left, limit)
 	}
 	tv := syscall.NsecToTimeval(left.Nanoseconds())
 	if tv.Sec == 0 && tv.Usec == 0 {
@@ -343,6 +356,11 @@ func (c *Conn) Notify(op string, domains map[string]map[string]string) (string, 
 		switch {
 		case m.replySerial == 0:
 			continue // NameAcquired and other signals
+		case m.typ == typeError && m.replySerial == helloSerial:
+			// The bus refused Hello (LimitsExceeded, say) and
+			// drops a connection that sends anything before it:
+			// the call was never routed.
+			return "", fmt.Errorf("%w: the bus answered Hello with %s", ErrNotSent, m.errorName)
 		case m.typ == typeError:
 			e := &Error{Name: m.errorName}
 			e.Message, _ = m.firstString()
@@ -380,7 +398,10 @@ func hexString(s string) string {
 }
 
 // socket resolves bus to the path of a unix socket ("@name" for an
-// abstract one), the first unix entry of the address that has one.
+// abstract one), the first unix entry of the address that has one. The
+// address's guid= is not compared with the one the bus answers: the call
+// is written before that answer is read (pipelined), so a mismatch could
+// only be reported after the fact; the path is what the user named.
 func socket(bus string) (string, error) {
 	addr := bus
 	switch bus {
@@ -405,6 +426,12 @@ func socket(bus string) (string, error) {
 			}
 			switch k {
 			case "path":
+				if strings.IndexByte(v, 0) >= 0 {
+					return "", fmt.Errorf("%w: a NUL byte in the socket path of %q", ErrNotSent, addr)
+				}
+				if strings.HasPrefix(v, "@") {
+					v = "./" + v // a file named @..., not an abstract socket
+				}
 				return v, nil
 			case "abstract":
 				return "@" + v, nil

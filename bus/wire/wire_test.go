@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,6 +34,12 @@ func TestSocket(t *testing.T) {
 		{name: "escaped path", bus: "unix:path=/a%20b/c", want: "/a b/c"},
 		{name: "abstract", bus: "unix:abstract=/tmp/dbus-x", want: "@/tmp/dbus-x"},
 		{name: "first unix entry", bus: "tcp:host=127.0.0.1,port=1;unix:path=/s", want: "/s"},
+		{name: "several unix entries", bus: "unix:path=/first;unix:path=/second", want: "/first"},
+		{name: "escaped abstract", bus: "unix:abstract=/tmp/a%2cb", want: "@/tmp/a,b"},
+		{name: "a file named @x", bus: "unix:path=@x", want: "./@x"},
+		{name: "cut escape", bus: "unix:path=/a%4", unsupported: true},
+		{name: "bad escape", bus: "unix:path=/a%zz", unsupported: true},
+		{name: "NUL in the path", bus: "unix:path=/a%00b", unsupported: true},
 		{name: "tcp only", bus: "tcp:host=127.0.0.1,port=1", unsupported: true},
 		{name: "unix without path", bus: "unix:tmpdir=/tmp", unsupported: true},
 	}
@@ -226,8 +233,32 @@ func TestDialGreetsBeforeTheCall(t *testing.T) {
 	}
 }
 
-// A deadline that passes while dialling is the deadline, not ErrNotSent:
-// a hook must not hand over and wait as long again.
+// fullBacklog listens on a unix socket with a backlog of 0 and fills it
+// with one connection nobody accepts: the next connect waits for room.
+func fullBacklog(t *testing.T) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "bus")
+	l, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(l) })
+	if err := syscall.Bind(l, &syscall.SockaddrUnix{Name: sock}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(l, 0); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return "unix:path=" + sock
+}
+
+// A deadline that passes before or while dialling is the deadline, not
+// ErrNotSent: a hook must not hand over and wait as long again.
 func TestDialDeadline(t *testing.T) {
 	b := testutil.StartBus(t, testutil.BusOptions{Permissive: true})
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
@@ -237,6 +268,63 @@ func TestDialDeadline(t *testing.T) {
 	}
 	if err := notSent(context.Background(), os.ErrDeadlineExceeded); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("the socket's deadline: %v, want context.DeadlineExceeded", err)
+	}
+
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if c, err := Dial(ctx, fullBacklog(t)); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrNotSent) {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("Dial whose deadline passes in connect: %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// Cancelling the context wakes a connect waiting on a full backlog, which
+// shutdown(2) does not: well before the deadline.
+func TestDialCancelledInConnect(t *testing.T) {
+	addr := fullBacklog(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	c, err := Dial(ctx, addr)
+	if c != nil {
+		c.Close()
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled in connect: %v, want context.Canceled", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("cancelled after 100ms, returned after %v", waited)
+	}
+}
+
+// A bus that refuses Hello drops the connection before routing the call:
+// nothing was sent, and a full client may try.
+func TestNotifyHelloRefused(t *testing.T) {
+	answer := []byte("OK 0123456789abcdef0123456789abcdef\r\n")
+	answer = append(answer, godbusMessage(t, binary.LittleEndian, dbus.TypeError, 1, map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldReplySerial: dbus.MakeVariant(uint32(helloSerial)),
+		dbus.FieldErrorName:   dbus.MakeVariant("org.freedesktop.DBus.Error.LimitsExceeded"),
+	}, "too many connections")...)
+	addr := fakeBus(t, func(c net.Conn) {
+		buf := make([]byte, 8192)
+		for got := 0; !bytes.Contains(buf[:got], []byte("Notify")); {
+			n, err := c.Read(buf[got:])
+			if err != nil {
+				return
+			}
+			got += n
+		}
+		c.Write(answer)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := Notify(ctx, addr, "pre", nil)
+	var we *Error
+	if !errors.Is(err, ErrNotSent) || errors.As(err, &we) || !strings.Contains(err.Error(), "LimitsExceeded") {
+		t.Errorf("Hello refused: %v, want ErrNotSent naming LimitsExceeded", err)
 	}
 }
 
