@@ -223,7 +223,11 @@ func (o *object) Notify(sender dbus.Sender, operation string, domains map[string
 	// passed, and a refused caller gets only the refusal, never a word
 	// about the files; validation opens nothing outside the certificate
 	// roots (certs.Roots.ReadFile checks where a path leads before it
-	// opens anything for reading).
+	// opens anything for reading). What a refused caller could still learn
+	// is how long validation took (whether a path under the roots exists),
+	// and it can make the daemon parse files under the roots: only where
+	// the bus lets it call at all, which the shipped policy does not
+	// (root and group certbus, DESIGN section 2).
 	checked := s.startCallerCheck(sender)
 	op := event.Operation(operation)
 	mat, err := s.policy.Load().Checker.Check(op, domains)
@@ -316,6 +320,10 @@ type callerID struct {
 	gids []uint32 // nil: the bus did not say
 }
 
+// callerTimeout bounds the bus's answer about a caller: D-Bus's own
+// default for a method call.
+const callerTimeout = 25 * time.Second
+
 // maxCallers bounds the per-sender cache.
 const maxCallers = 1024
 
@@ -328,8 +336,12 @@ func (s *Server) startCaller(sender string) func() (callerID, error) {
 	if ok {
 		return func() (callerID, error) { return c, nil }
 	}
-	call := s.conn.BusObject().Go("org.freedesktop.DBus.GetConnectionCredentials", 0, nil, sender)
+	// A bus that stays connected but never answers must not hold the
+	// call's goroutine for good.
+	ctx, cancel := context.WithTimeout(context.Background(), callerTimeout)
+	call := s.conn.BusObject().GoWithContext(ctx, "org.freedesktop.DBus.GetConnectionCredentials", 0, nil, sender)
 	return func() (callerID, error) {
+		defer cancel()
 		<-call.Done
 		var creds map[string]dbus.Variant
 		if err := call.Store(&creds); err == nil {
@@ -346,7 +358,7 @@ func (s *Server) startCaller(sender string) func() (callerID, error) {
 		}
 		// Older buses: the uid alone, groups from the user database.
 		var uid uint32
-		if err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, sender).Store(&uid); err != nil {
+		if err := s.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetConnectionUnixUser", 0, sender).Store(&uid); err != nil {
 			return callerID{}, err
 		}
 		c := callerID{uid: uid}
