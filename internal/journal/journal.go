@@ -221,8 +221,16 @@ func (j *Journal) append(en Entry, sync bool) error {
 	line = append(line, '\n')
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil {
+	if j.lock == nil {
 		return fmt.Errorf("journal closed")
+	}
+	if j.f == nil {
+		// A rotation failed (its rename or the reopen): try again
+		// now, so that events are refused only while the disk or
+		// the state directory is at fault, not until a restart.
+		if err := j.open(); err != nil {
+			return err
+		}
 	}
 	if j.size+int64(len(line)) > j.maxSize && j.size > 0 {
 		if err := j.rotate(); err != nil {

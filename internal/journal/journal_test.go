@@ -299,3 +299,54 @@ func TestLockHeldAcrossRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A rotation that fails (here its rename: journal.jsonl.1 is a directory
+// that is not empty) refuses that entry only: once the cause is gone, the
+// next one reopens the journal and goes in, without a restart.
+func TestRotationFailureRecovers(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	j.maxSize = 600
+	old := filepath.Join(dir, "journal.jsonl.1")
+	if err := os.MkdirAll(filepath.Join(old, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var failed int
+	for i := 0; failed == 0 && i < 100; i++ {
+		if err := j.Append(Entry{ID: fmt.Sprint("e", i), Operation: "pre", Time: time.Now()}); err != nil {
+			if !strings.Contains(err.Error(), "rotate journal") {
+				t.Fatalf("append %d: %v, want a rotation error", i, err)
+			}
+			failed = i
+		}
+	}
+	if failed == 0 {
+		t.Fatal("no rotation was attempted")
+	}
+	if err := os.RemoveAll(old); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Append(Entry{ID: "after", Operation: "pre", Time: time.Now()}); err != nil {
+		t.Fatalf("append once the cause is gone: %v", err)
+	}
+	got, err := j.Recent(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 || got[len(got)-1].ID != "after" {
+		t.Errorf("recent after recovering: %+v", got)
+	}
+	for _, e := range got {
+		if e.ID == fmt.Sprint("e", failed) {
+			t.Errorf("the refused entry %s was journaled", e.ID)
+		}
+	}
+	j.Close()
+	if err := j.Append(Entry{ID: "closed", Operation: "pre", Time: time.Now()}); err == nil {
+		t.Error("append after Close succeeded")
+	}
+}
