@@ -322,14 +322,28 @@ func ReadRecent(dir string, n int) ([]Entry, error) {
 }
 
 func readRecent(path string, n int) ([]Entry, error) {
-	var all []Entry
-	for _, p := range []string{path + ".1", path} {
-		f, err := os.Open(p)
-		if os.IsNotExist(err) {
-			continue
+	// The current file is opened before the rotated one: a rotation in
+	// between then shows one file under both names (read once), where
+	// the other order would miss the entries it moved.
+	cur, err := openExisting(path)
+	if err != nil {
+		return nil, err
+	}
+	old, err := openExisting(path + ".1")
+	if err != nil {
+		if cur != nil {
+			cur.Close()
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read journal: %w", err)
+		return nil, err
+	}
+	if old != nil && cur != nil && sameFile(old, cur) {
+		old.Close()
+		old = nil
+	}
+	var all []Entry
+	for _, f := range []*os.File{old, cur} {
+		if f == nil {
+			continue
 		}
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 64<<10), 16<<20)
@@ -367,6 +381,24 @@ func readRecent(path string, n int) ([]Entry, error) {
 		out = out[len(out)-n:]
 	}
 	return out, nil
+}
+
+// openExisting opens p for reading; nil when it does not exist.
+func openExisting(p string) (*os.File, error) {
+	f, err := os.Open(p)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read journal: %w", err)
+	}
+	return f, nil
+}
+
+func sameFile(a, b *os.File) bool {
+	sa, erra := a.Stat()
+	sb, errb := b.Stat()
+	return erra == nil && errb == nil && os.SameFile(sa, sb)
 }
 
 // AppendResults journals the outcome of an event's apps. It does not

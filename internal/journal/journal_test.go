@@ -350,3 +350,34 @@ func TestRotationFailureRecovers(t *testing.T) {
 		t.Error("append after Close succeeded")
 	}
 }
+
+// A reader that opened the current file just before a rotation finds that
+// file again under the rotated name: its entries are read once.
+func TestReadRecentDuringRotation(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := j.Append(Entry{ID: fmt.Sprint("e", i), Operation: "pre", Time: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Close()
+	cur := filepath.Join(dir, "journal.jsonl")
+	if err := os.Link(cur, cur+".1"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadRecent(dir, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range got {
+		ids = append(ids, e.ID)
+	}
+	if strings.Join(ids, " ") != "e0 e1 e2" {
+		t.Errorf("entries %v, want e0 e1 e2 once each", ids)
+	}
+}
