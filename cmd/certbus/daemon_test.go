@@ -334,6 +334,16 @@ func TestSecondDaemonRefusesToQueue(t *testing.T) {
 	if err := os.WriteFile(other, []byte(strings.Replace(string(body), "state_dir: "+e.state, "state_dir: "+filepath.Join(filepath.Dir(other), "state"), 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The other state dir holds what a crash leaves: an entry, then the
+	// padding of an open journal. A serve that fails still closes it.
+	otherJournal := filepath.Join(filepath.Dir(other), "state", "journal.jsonl")
+	if err := os.MkdirAll(filepath.Dir(otherJournal), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	entry := `{"id":"e1","operation":"pre","time":"2026-01-01T00:00:00Z"}` + "\n"
+	if err := os.WriteFile(otherJournal, []byte(entry+strings.Repeat(" ", 4096)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for config, want := range map[string]string{e.config: "is in use by another process", other: "not the primary owner"} {
 		out, err := exec.Command(buildBinary(t), "serve", "--bus", e.bus.Address, "--config", config).CombinedOutput()
 		var ee *exec.ExitError
@@ -343,6 +353,9 @@ func TestSecondDaemonRefusesToQueue(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(journalPath); !bytes.Equal(before, after) {
 		t.Error("the second daemon changed the first one's journal")
+	}
+	if got, _ := os.ReadFile(otherJournal); string(got) != entry {
+		t.Errorf("the failed serve left its journal at %d bytes, want the entry alone (%d bytes, no padding)", len(got), len(entry))
 	}
 }
 

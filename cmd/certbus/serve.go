@@ -68,6 +68,12 @@ func (o *serveOptions) run(ctx context.Context) error {
 		}
 	}()
 	if err := d.Run(ctx); err != nil {
+		// Close what Run opened before it failed: the journal is cut
+		// back to its entries (a crash's padding included), the bus
+		// connection closed.
+		down, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.Shutdown(down)
+		cancel()
 		if errors.Is(err, bus.ErrNotPrimaryOwner) {
 			return withCode(exitError, err, "another certbus serve owns the name; stop it first (systemctl stop certbus)")
 		}
