@@ -22,6 +22,10 @@ const scriptMarker = "# Written by `certbus install-hooks`"
 // fraction of the start-up cost.
 const HookBinary = "certbus-hook"
 
+// HookEnv is the environment the hook scripts give certbus-hook (see
+// Script).
+const HookEnv = "GOMAXPROCS=1"
+
 // Script is the content of the hook script for kind. It runs certbus-hook
 // from binary's directory when that is there, else `binary hook kind`, so a
 // host with only the certbus binary (go install) still delivers.
@@ -38,9 +42,9 @@ func Script(binary, kind string) []byte {
 		"# Environment (RENEWED_LINEAGE, RENEWED_DOMAINS, CERTBUS_BUS, CERTBUS_CONFIG) passes through.\n"+
 		"# certbus removed but this script kept (a conffile after apt remove): nothing to do.\n"+
 		"[ -x %s ] || exit 0\n"+
-		"[ -x %s ] && GOMAXPROCS=1 exec %s %s\n"+
+		"[ -x %s ] && %s exec %s %s\n"+
 		"exec %s hook %s\n",
-		scriptMarker, kind, q, lean, lean, kind, q, kind))
+		scriptMarker, kind, q, lean, HookEnv, lean, kind, q, kind))
 }
 
 func shellQuote(s string) string {
