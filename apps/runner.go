@@ -177,6 +177,7 @@ type appRunner struct {
 
 	mu           sync.Mutex
 	inRun        bool                        // a pre was seen, its post not yet
+	runSeen      time.Time                   // the run's last pre or deploy
 	pending      map[string]*event.Material  // domain -> newest material since the last reload
 	snaps        map[string]install.Snapshot // path -> content before this batch, for rollback
 	waiting      []string                    // event ids reported pending
@@ -196,6 +197,7 @@ func (a *appRunner) handle(ctx context.Context, ev *event.Event) (signals.Status
 	case event.Pre:
 		a.mu.Lock()
 		a.inRun = true
+		a.runSeen = time.Now()
 		a.mu.Unlock()
 		// Changes pending from before (a debounce, a catch-up) join this
 		// run: one reload at its post, never past max_delay.
@@ -245,6 +247,14 @@ func (a *appRunner) deploy(ctx context.Context, ev *event.Event) (signals.Status
 		a.pending[d] = ev.Domains[d]
 	}
 	a.lastEvent = ev.ID
+	if a.inRun && time.Since(a.runSeen) > a.sp().MaxDelay {
+		// No post, nor anything else of the run, for max_delay: certbot
+		// died between its hooks. This deploy is a run's no longer, or
+		// every later lone deploy would wait max_delay for a post.
+		a.log.Warn("no post came within max_delay of the run's last event: the run is over", zap.Time("last", a.runSeen))
+		a.inRun = false
+	}
+	a.runSeen = time.Now()
 	inRun := a.inRun
 	a.mu.Unlock()
 	what := "installed " + strings.Join(mine, " ")
@@ -300,26 +310,45 @@ func (a *appRunner) install(domains []string, ev *event.Event) error {
 			}
 		}
 	}
+	// What each path holds now: the batch's rollback keeps the first
+	// (from before the batch), and a group that fails half-installed is
+	// put back to this, so that no key is left beside the wrong
+	// certificate for the next reload (or boot) to load.
+	before := make([]install.Snapshot, 0, len(files))
+	for _, f := range files {
+		s, err := install.Read(f.Path)
+		if err != nil {
+			return fmt.Errorf("snapshot %s before install: %w", f.Path, err)
+		}
+		before = append(before, s)
+	}
 	a.mu.Lock()
 	if a.snaps == nil {
 		a.snaps = map[string]install.Snapshot{}
 	}
-	for _, f := range files {
-		if _, ok := a.snaps[f.Path]; ok {
-			continue
+	for _, s := range before {
+		if _, ok := a.snaps[s.Path]; !ok {
+			a.snaps[s.Path] = s
 		}
-		s, err := install.Read(f.Path)
-		if err != nil {
-			a.mu.Unlock()
-			return fmt.Errorf("snapshot %s before install: %w", f.Path, err)
-		}
-		a.snaps[f.Path] = s
 	}
 	a.mu.Unlock()
-	if err := install.WriteGroup(files); err != nil {
-		return err
+	err := install.WriteGroup(files)
+	var partial *install.PartialError
+	if !errors.As(err, &partial) {
+		return err // nil, or nothing was installed
 	}
-	return nil
+	var errs []error
+	for _, s := range before {
+		if slices.Contains(partial.Installed, s.Path) {
+			if rerr := install.Restore(s); rerr != nil {
+				errs = append(errs, rerr)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w; putting them back failed too: %w", err, errors.Join(errs...))
+	}
+	return fmt.Errorf("%w; put back as they were before this deploy", err)
 }
 
 // reload runs the chain for everything pending, verifies, and rolls back
@@ -334,6 +363,15 @@ func (a *appRunner) reload(ctx context.Context, eventID, op string) (signals.Sta
 	a.mu.Unlock()
 	if len(pending) == 0 {
 		return signals.Skipped, "nothing to reload"
+	}
+	if len(a.sp().Reloaders) == 0 {
+		// A config reload took the app's reload away while changes
+		// were pending: the files installed are the whole job now, as
+		// for an app that never had one.
+		a.applied(pending)
+		msg := "installed; the app has no reload (config changed)"
+		a.resolve(waiting, eventID, signals.OK, msg)
+		return signals.OK, msg
 	}
 	domains := make([]string, 0, len(pending))
 	for d := range pending {
@@ -424,7 +462,7 @@ func (a *appRunner) verifyServed(ctx context.Context, fps map[string]string) err
 	}
 	sort.Strings(names)
 	for _, d := range names {
-		sni := ExpandPath(v.ServerName, strings.TrimPrefix(d, "*."))
+		sni := ExpandPath(v.ServerName, ServerNameFor(d))
 		k := key{sni, fps[d]}
 		if done[k] {
 			continue
@@ -435,6 +473,20 @@ func (a *appRunner) verifyServed(ctx context.Context, fps map[string]string) err
 		}
 	}
 	return nil
+}
+
+// wildcardProbe is the label put in place of a wildcard's "*" to ask for
+// it by SNI: a server matches *.example.com for a name under it, never for
+// example.com itself, which may be another host or none.
+const wildcardProbe = "certbus-verify"
+
+// ServerNameFor is the server name (SNI) that asks an endpoint for the
+// certificate of domain d.
+func ServerNameFor(d string) string {
+	if rest, ok := strings.CutPrefix(d, "*."); ok {
+		return wildcardProbe + "." + rest
+	}
+	return d
 }
 
 // previousLeaves is, per domain, the fingerprint of the certificate the

@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/certbus/certbus/apps"
 	_ "github.com/certbus/certbus/apps/service"
@@ -416,5 +418,136 @@ func TestRepeatAfter(t *testing.T) {
 				t.Errorf("reload ran %d times, want %d", n, tc.want)
 			}
 		})
+	}
+}
+
+// fsImmutableFL is FS_IMMUTABLE_FL of linux/fs.h (x/sys/unix lacks it).
+const fsImmutableFL = 0x10
+
+// immutable sets or clears a file's immutable flag (root): renaming over
+// it then fails, which is how a bind-mounted certificate behaves.
+func immutable(t *testing.T, p string, on bool) {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		t.Fatalf("get flags of %s: %v", p, err)
+	}
+	if on {
+		flags |= fsImmutableFL
+	} else {
+		flags &^= fsImmutableFL
+	}
+	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags)); err != nil {
+		t.Fatalf("set flags of %s: %v", p, err)
+	}
+}
+
+// A deploy whose key went into place but whose certificate could not is
+// put back: no new key is left beside the old certificate for the next
+// reload, or the next boot, to load.
+func TestPartialInstallIsPutBack(t *testing.T) {
+	h := newHarness(t)
+	dest := installtest.Dir(t)
+	argv, reloads := counter(t, 0)
+	s := build(t, config.App{Name: "web", Domains: []string{"a.test"},
+		Copy: &config.Copy{Certificate: dest + "/cert.pem", PrivateKey: dest + "/key.pem"}, Reload: &config.AppReload{Command: argv}}, fast)
+	apps.NewRunner(h.sig, []*apps.Spec{s}, apps.Options{Log: zap.NewNop()})
+	oldKey, oldCert := []byte("old key\n"), []byte("old cert\n")
+	os.WriteFile(dest+"/key.pem", oldKey, 0o640)
+	os.WriteFile(dest+"/cert.pem", oldCert, 0o644)
+	immutable(t, dest+"/cert.pem", true)
+	t.Cleanup(func() { immutable(t, dest+"/cert.pem", false) })
+
+	res := h.wait(h.emit(event.Deploy, h.renew("a.test", "a.test"), "a.test"))
+	if r := res["web"]; r.Status != signals.Failed || !strings.Contains(r.Message, "put back as they were") {
+		t.Errorf("web: %+v, want failed, the files put back", r)
+	}
+	checkFile(t, dest+"/key.pem", oldKey, 0o640, 0)
+	checkFile(t, dest+"/cert.pem", oldCert, 0o644, 0)
+	time.Sleep(300 * time.Millisecond) // past the debounce
+	if n := reloads(); n != 0 {
+		t.Errorf("%d reloads after a failed install, want 0", n)
+	}
+}
+
+// A wildcard is verified with a name under it: servers match *.a.test for
+// x.a.test, never for a.test, which may be another host.
+func TestWildcardVerifiedUnderTheWildcard(t *testing.T) {
+	h := newHarness(t)
+	argv, _ := counter(t, 0)
+	s := build(t, config.App{Name: "web", Domains: []string{"*.a.test", "a.test"}, Reload: &config.AppReload{Command: argv},
+		Verify: &config.Verify{Address: "127.0.0.1:443"}}, fast)
+	var mu sync.Mutex
+	var snis []string
+	verifier := func(ctx context.Context, v apps.VerifySpec, sni, fp string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		snis = append(snis, sni)
+		return nil
+	}
+	apps.NewRunner(h.sig, []*apps.Spec{s}, apps.Options{Log: zap.NewNop(), Verify: verifier})
+	h.emit(event.Pre, "")
+	h.emit(event.Deploy, h.renew("a.test", "a.test", "*.a.test"), "a.test", "*.a.test")
+	if r := h.wait(h.emit(event.Post, ""))["web"]; r.Status != signals.OK {
+		t.Fatalf("web: %+v", r)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	sort.Strings(snis)
+	if strings.Join(snis, " ") != "a.test certbus-verify.a.test" {
+		t.Errorf("server names verified: %v, want a.test and certbus-verify.a.test", snis)
+	}
+}
+
+// certbot killed between its pre and post: the run it opened ends once
+// nothing of it came for max_delay, so a later lone deploy (lego, acme.sh)
+// reloads after the debounce, not max_delay.
+func TestLostPostEndsTheRun(t *testing.T) {
+	h := newHarness(t)
+	argv, reloads := counter(t, 0)
+	r := fast
+	r.MaxDelay = config.Duration(300 * time.Millisecond)
+	s := build(t, config.App{Name: "web", Domains: []string{"*"}, Reload: &config.AppReload{Command: argv}}, r)
+	apps.NewRunner(h.sig, []*apps.Spec{s}, apps.Options{Log: zap.NewNop()})
+	h.wait(h.emit(event.Pre, ""))
+	time.Sleep(400 * time.Millisecond) // no post
+	id := h.emit(event.Deploy, h.renew("a.test", "a.test"), "a.test")
+	if res := h.wait(id)["web"]; res.Status != signals.Pending || !strings.Contains(res.Message, "reload in") {
+		t.Errorf("lone deploy after a lost post: %+v, want pending a debounced reload", res)
+	}
+	waitFor(t, func() bool { return reloads() == 1 }, "the debounced reload")
+}
+
+// A config reload that takes the app's reload away while a deploy is
+// pending keeps the installed files: the install is the whole job now.
+func TestUpdateDroppingReloadKeepsFiles(t *testing.T) {
+	h := newHarness(t)
+	dest := installtest.Dir(t)
+	argv, reloads := counter(t, 0)
+	app := config.App{Name: "web", Domains: []string{"a.test"},
+		Copy: &config.Copy{Certificate: dest + "/cert.pem", PrivateKey: dest + "/key.pem"}, Reload: &config.AppReload{Command: argv}}
+	runner, err := apps.NewRunner(h.sig, []*apps.Spec{build(t, app, fast)}, apps.Options{Log: zap.NewNop(), Signal: h.sig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.emit(event.Pre, "")
+	live := h.renew("a.test", "a.test")
+	h.wait(h.emit(event.Deploy, live, "a.test"))
+	app.Reload = nil
+	if err := runner.Update(context.Background(), []*apps.Spec{build(t, app, fast)}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.wait(h.emit(event.Post, ""))["web"]; r.Status != signals.OK {
+		t.Errorf("post after the reload was dropped: %+v", r)
+	}
+	want, _ := os.ReadFile(filepath.Join(live, "fullchain.pem"))
+	checkFile(t, dest+"/cert.pem", want, 0o644, 0)
+	if n := reloads(); n != 0 {
+		t.Errorf("%d reloads, want 0", n)
 	}
 }

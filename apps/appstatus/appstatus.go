@@ -365,7 +365,7 @@ func judgeDaemon(row *Row, refs []daemonRef, d *daemons, written time.Time) {
 }
 
 func probeRow(ctx context.Context, row *Row, v *apps.VerifySpec) {
-	t := verify.Target{Address: v.Address, ServerName: apps.ExpandPath(v.ServerName, strings.TrimPrefix(row.Domain, "*.")), StartTLS: v.StartTLS}
+	t := verify.Target{Address: v.Address, ServerName: apps.ExpandPath(v.ServerName, apps.ServerNameFor(row.Domain)), StartTLS: v.StartTLS}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	leaf, err := verify.Leaf(pctx, t)

@@ -83,8 +83,9 @@ func Write(f File) error {
 // Two renames are never atomic together, so a reader racing the renames can
 // still see a mismatched pair for that instant; a daemon reloaded afterwards
 // never does. Callers that can should write key and certificate into one
-// file instead. If a rename fails after others succeeded, the error names the
-// files already installed; the caller restores them from its snapshots.
+// file instead. If a rename fails after others succeeded, the error is a
+// *PartialError naming the files already installed; the caller restores
+// them from its snapshots.
 func WriteGroup(files []File) error {
 	seen := make(map[string]bool, len(files))
 	for _, f := range files {
@@ -98,6 +99,20 @@ func WriteGroup(files []File) error {
 	}
 	return writeGroup(files)
 }
+
+// PartialError is WriteGroup's error when a rename failed after others
+// succeeded: the files in Installed hold their new content, the rest their
+// old.
+type PartialError struct {
+	Installed []string
+	Err       error
+}
+
+func (e *PartialError) Error() string {
+	return e.Err.Error() + " (already installed: " + strings.Join(e.Installed, ", ") + ")"
+}
+
+func (e *PartialError) Unwrap() error { return e.Err }
 
 // writeGroup is WriteGroup on files already validated; Restore uses it
 // directly because a snapshot may hold a mode Write would not accept.
@@ -156,7 +171,7 @@ func writeGroup(files []File) error {
 			}
 			err = fmt.Errorf("install %s: rename into place: %w", s.path, err)
 			if len(done) > 0 {
-				err = fmt.Errorf("%w (already installed: %s)", err, strings.Join(done, ", "))
+				return &PartialError{Installed: done, Err: err}
 			}
 			return err
 		}
