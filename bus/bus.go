@@ -5,6 +5,7 @@
 package bus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -53,16 +54,19 @@ func Connect(bus string) (*dbus.Conn, error) {
 	return c, nil
 }
 
-// UnreachableError means the daemon could not be reached at all: no bus, or
-// the name is neither owned nor activatable. An event that meets it must be
-// spooled.
+// UnreachableError means the daemon did not take the call, and said no
+// "no" either: no bus, a name neither owned nor activatable, an activation
+// that failed or timed out, a daemon that died mid-call, did not answer
+// before the deadline or could not record the event. An event that meets
+// it must be spooled: nothing is lost, and a deploy delivered twice
+// changes nothing.
 type UnreachableError struct {
 	Bus string
 	Err error
 }
 
 func (e *UnreachableError) Error() string {
-	return fmt.Sprintf("cannot reach %s on the %s bus: %v", Name, e.Bus, e.Err)
+	return fmt.Sprintf("cannot deliver to %s on the %s bus: %v", Name, e.Bus, e.Err)
 }
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
@@ -75,32 +79,39 @@ type RejectedError struct {
 
 func (e *RejectedError) Error() string { return e.Message }
 
-// classify turns a godbus call error into UnreachableError, RejectedError or
-// the error itself.
+// classify turns a call's error into RejectedError (the daemon or the bus
+// policy said no: the same event would meet the same answer),
+// UnreachableError (anything else that is an answer from the bus, or none
+// before the deadline: spool it) or the error itself (the call could not be
+// made at all, such as an event that cannot be encoded).
 func classify(bus string, err error) error {
 	var de dbus.Error
 	var dep *dbus.Error
-	if errors.As(err, &dep) {
+	switch {
+	case errors.As(err, &dep):
 		de = *dep
-	} else if !errors.As(err, &de) {
-		if errors.Is(err, dbus.ErrClosed) {
-			return &UnreachableError{Bus: bus, Err: err}
-		}
+	case errors.As(err, &de):
+	case errors.Is(err, dbus.ErrClosed):
+		return &UnreachableError{Bus: bus, Err: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		// A daemon that starts slower than the bus's activation timeout,
+		// is stopping, or hangs. It may have the event: a second
+		// delivery changes nothing, a lost one does.
+		return &UnreachableError{Bus: bus, Err: fmt.Errorf("no answer before the deadline: %w", err)}
+	default:
 		return err
 	}
-	msg := de.Error()
 	switch de.Name {
-	case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner",
-		"org.freedesktop.DBus.Error.Spawn.ServiceNotFound", "org.freedesktop.DBus.Error.Spawn.ChildExited",
-		"org.freedesktop.DBus.Error.Spawn.Failed", "org.freedesktop.systemd1.NoSuchUnit",
-		// The daemon died mid-call: it may or may not have journaled the
-		// event. Spooling it again is safe (a deploy is idempotent); losing
-		// it is not.
-		"org.freedesktop.DBus.Error.NoReply", "org.freedesktop.DBus.Error.Disconnected",
-		ErrShuttingDown:
-		return &UnreachableError{Bus: bus, Err: errors.New(msg)}
 	case ErrInvalidArgument, ErrAccessDenied, ErrUnknownEvent:
-		return &RejectedError{Name: de.Name, Message: msg}
+		return &RejectedError{Name: de.Name, Message: de.Error()}
 	}
-	return fmt.Errorf("%s: %s", de.Name, msg)
+	// Not a refusal: ServiceUnknown, a failed or timed-out activation
+	// (Spawn.*, TimedOut, systemd's), a daemon that died mid-call
+	// (NoReply, Disconnected), is shutting down or could not journal the
+	// event (Failed), an older daemon's UnknownMethod...
+	text := de.Name
+	if msg := de.Error(); msg != de.Name {
+		text += ": " + msg
+	}
+	return &UnreachableError{Bus: bus, Err: errors.New(text)}
 }

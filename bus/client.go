@@ -95,8 +95,8 @@ func Notify(ctx context.Context, bus, operation string, domains map[string]map[s
 		// idempotent) and losing it is not.
 		return "", &UnreachableError{Bus: bus, Err: err}
 	default:
-		// The context's end, or a call that cannot be encoded: not
-		// delivered, and spooling would not help.
-		return "", err
+		// The deadline (spool it), a cancel or a call that cannot be
+		// encoded (not delivered, and spooling would not help).
+		return "", classify(bus, err)
 	}
 }

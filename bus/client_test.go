@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/godbus/dbus/v5"
@@ -51,5 +52,55 @@ func TestNotifyRoutes(t *testing.T) {
 	var re *RejectedError
 	if _, err := Notify(ctx, b.Address, "nameless", nil); !errors.As(err, &re) || re.Message == "" {
 		t.Errorf("refusal without a message: %#v, want a RejectedError with a message", err)
+	}
+}
+
+// Every answer that is not a refusal, and no answer before the deadline,
+// is an event the daemon did not take: the hook spools it. Only the
+// daemon's or the policy's no, a cancel and an event that cannot be
+// encoded are not.
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string // unreachable, rejected or plain
+	}{
+		{"service unknown", dbus.Error{Name: "org.freedesktop.DBus.Error.ServiceUnknown"}, "unreachable"},
+		{"activation timed out", &dbus.Error{Name: "org.freedesktop.DBus.Error.TimedOut", Body: []any{"Activation of org.certbus.Dispatcher1 timed out"}}, "unreachable"},
+		{"activated process killed", dbus.Error{Name: "org.freedesktop.DBus.Error.Spawn.ChildSignaled"}, "unreachable"},
+		{"activated binary missing", dbus.Error{Name: "org.freedesktop.DBus.Error.Spawn.ExecFailed"}, "unreachable"},
+		{"unit masked", dbus.Error{Name: "org.freedesktop.systemd1.UnitMasked"}, "unreachable"},
+		{"daemon could not journal", dbus.Error{Name: "org.certbus.Dispatcher1.Error.Failed", Body: []any{"journal event: disk full"}}, "unreachable"},
+		{"daemon stopping", dbus.Error{Name: ErrShuttingDown}, "unreachable"},
+		{"died mid-call", dbus.Error{Name: "org.freedesktop.DBus.Error.NoReply"}, "unreachable"},
+		{"no answer before the deadline", context.DeadlineExceeded, "unreachable"},
+		{"connection closed", dbus.ErrClosed, "unreachable"},
+		{"invalid event", dbus.Error{Name: ErrInvalidArgument, Body: []any{"domain a.test: expired"}}, "rejected"},
+		{"caller refused", &dbus.Error{Name: ErrAccessDenied}, "rejected"},
+		{"unknown event", dbus.Error{Name: ErrUnknownEvent}, "rejected"},
+		{"cancelled", context.Canceled, "plain"},
+		{"not encodable", errors.New(`"a\xff" is not a D-Bus string`), "plain"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := classify("system", tt.err)
+			var ue *UnreachableError
+			var re *RejectedError
+			got := "plain"
+			switch {
+			case errors.As(err, &ue):
+				got = "unreachable"
+			case errors.As(err, &re):
+				got = "rejected"
+			}
+			if got != tt.want {
+				t.Errorf("classify(%v) = %T %v, want %s", tt.err, err, err, tt.want)
+			}
+			if ue != nil {
+				if de, ok := tt.err.(dbus.Error); ok && !strings.Contains(err.Error(), de.Name) {
+					t.Errorf("%v does not name %s", err, de.Name)
+				}
+			}
+		})
 	}
 }

@@ -36,13 +36,22 @@ type SendOptions struct {
 	StateDir func() string
 	Wait     bool
 	Timeout  time.Duration
+	// SpoolNow spools the event without trying the daemon, for this
+	// reason (certbus-hook's call got no answer before its deadline:
+	// trying again would wait as long).
+	SpoolNow error
 }
 
-// Send delivers an event to the daemon; if the daemon cannot be reached at
-// all it spools the event instead (Delivery.Spooled). A refusal comes back
+// Send delivers an event to the daemon; if the daemon does not take it
+// (bus.UnreachableError: not reached, no answer before the timeout, an
+// error that is not a refusal) it spools the event instead
+// (Delivery.Spooled). A refusal comes back
 // as *bus.RejectedError and nothing is spooled: the same event would be
 // refused again.
 func Send(ctx context.Context, o SendOptions, op string, domains Domains) (*Delivery, error) {
+	if o.SpoolNow != nil {
+		return spool(o, op, domains, o.SpoolNow)
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	var err error
@@ -75,11 +84,15 @@ func Send(ctx context.Context, o SendOptions, op string, domains Domains) (*Deli
 	if !errors.As(err, &ue) {
 		return nil, err
 	}
-	p, serr := Spool(o.StateDir(), op, domains)
-	if serr != nil {
-		return nil, fmt.Errorf("%v; and spooling failed too: %w", err, serr)
+	return spool(o, op, domains, err)
+}
+
+func spool(o SendOptions, op string, domains Domains, reason error) (*Delivery, error) {
+	p, err := Spool(o.StateDir(), op, domains)
+	if err != nil {
+		return nil, fmt.Errorf("%v; and spooling failed too: %w", reason, err)
 	}
-	return &Delivery{Spooled: p, Reason: err}, nil
+	return &Delivery{Spooled: p, Reason: reason}, nil
 }
 
 func deadline(ctx context.Context) time.Time {

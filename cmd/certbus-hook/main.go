@@ -12,7 +12,8 @@
 // arguments by exec: the certbus binary beside this one gives the message,
 // the hint, the spool and the exit code. A call handed over after it was
 // refused is sent again; a refusal changes nothing and a deploy is
-// idempotent.
+// idempotent. A call that got no answer before the deadline is handed over
+// with --spool: spooled, not sent again (that would wait as long).
 package main
 
 import (
@@ -58,11 +59,9 @@ func main() {
 	}
 	cancel()
 	if errors.Is(err, context.DeadlineExceeded) {
-		// Handing over would wait as long again: say here what
-		// `certbus hook` says.
-		fmt.Fprintf(os.Stderr, "certbus: error: %s event not delivered: %v\n", op, err)
-		fmt.Fprintln(os.Stderr, "certbus: hint: is certbus.service running? `systemctl status certbus`")
-		os.Exit(1)
+		// Trying again would wait as long: `certbus hook --spool`
+		// spools the event for the daemon to replay.
+		handOver(append([]string{"--spool"}, args...))
 	}
 	if err != nil {
 		handOver(args)

@@ -391,6 +391,38 @@ func TestHookSpoolsWhileDaemonDownAndReplays(t *testing.T) {
 	}
 }
 
+// A daemon that hangs (SIGSTOP here; or one activated slower than the
+// bus's timeout) does not lose the event: the hook spools it at its
+// deadline, and `--spool` (certbus-hook's hand-over after its own
+// deadline) spools without trying again. The daemon replays both later.
+func TestHookSpoolsWhenTheDaemonHangs(t *testing.T) {
+	e := newEnv(t, false, oneApp)
+	d := startDaemon(t, e.bus.Address, e.config)
+	if err := d.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			d.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	})
+	out, code := hookRun(t, e, []string{"--timeout", "1s", "pre"})
+	if code != 0 || !strings.Contains(out, "no answer before the deadline") || !strings.Contains(out, "spooled to") {
+		t.Errorf("pre to a hung daemon: exit %d, want 0, spooled at the deadline\n%s", code, out)
+	}
+	start := time.Now()
+	out, code = hookRun(t, e, []string{"--spool", "post"})
+	if code != 0 || !strings.Contains(out, "spooled to") || time.Since(start) > 5*time.Second {
+		t.Errorf("post --spool: exit %d after %v, want 0 at once, spooled\n%s", code, time.Since(start), out)
+	}
+	if spooled, _ := hooks.ReadSpool(e.state); len(spooled) != 2 {
+		t.Errorf("%d spooled events, want 2", len(spooled))
+	}
+	d.cmd.Process.Signal(syscall.SIGCONT)
+	stopped = false
+}
+
 func TestHookWaitExitCodes(t *testing.T) {
 	e := newEnv(t, false, brokenApp)
 	startDaemon(t, e.bus.Address, e.config)

@@ -20,6 +20,9 @@ type hookOptions struct {
 	g       *globalOptions
 	wait    bool
 	timeout time.Duration
+	// spool is certbus-hook's hand-over after its call got no answer
+	// before the deadline: spool without trying again (hidden).
+	spool bool
 }
 
 func newHookCmd(g *globalOptions) *cobra.Command {
@@ -39,7 +42,9 @@ Exit codes: 0 delivered (or spooled for the daemon, with a warning);
 	}
 	// Persistent: the client forms (hook lego, ...) take them too.
 	c.PersistentFlags().BoolVar(&o.wait, "wait", false, "wait for the apps; exit 4 if any failed")
-	c.PersistentFlags().DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up after this long")
+	c.PersistentFlags().DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up after this long (and spool the event)")
+	c.PersistentFlags().BoolVar(&o.spool, "spool", false, "spool the event without trying the daemon")
+	_ = c.PersistentFlags().MarkHidden("spool")
 	c.AddCommand(newHookClientCmds(o)...)
 	return c
 }
@@ -76,7 +81,11 @@ func (o *hookOptions) send(ctx context.Context, kind string, domains hooks.Domai
 		dir, cfgErr = o.stateDir()
 		return dir
 	}
-	d, err := hooks.Send(ctx, hooks.SendOptions{Bus: o.g.bus, StateDir: stateDir, Wait: o.wait, Timeout: o.timeout}, kind, domains)
+	so := hooks.SendOptions{Bus: o.g.bus, StateDir: stateDir, Wait: o.wait, Timeout: o.timeout}
+	if o.spool {
+		so.SpoolNow = errors.New("certbus-hook got no answer from the daemon before its deadline")
+	}
+	d, err := hooks.Send(ctx, so, kind, domains)
 	var rej *bus.RejectedError
 	switch {
 	case errors.As(err, &rej):
