@@ -166,8 +166,9 @@ type sourceDeploy struct {
 	paths               map[string]string
 }
 
-// sourceDeploys lists, per domain, the files the last journaled deploy from
-// outside letsencrypt_dir named, with the certificate they hold now.
+// sourceDeploys lists the domains whose last journaled deploy came from
+// outside letsencrypt_dir, with the files it named and the certificate
+// they hold now.
 func (d *daemon) sourceDeploys() []sourceDeploy {
 	if len(d.cfg.SourceDirs) == 0 {
 		return nil
@@ -178,19 +179,24 @@ func (d *daemon) sourceDeploys() []sourceDeploy {
 		return nil
 	}
 	le := filepath.Clean(d.cfg.LetsencryptDir) + string(filepath.Separator)
+	// The newest deploy of each domain, wherever it came from: a domain
+	// that moved from acme.sh to certbot has certbot's deploy last, and
+	// its old source files must not be caught up to (every restart would
+	// swap the two certificates).
 	latest := map[string]map[string]string{}
 	for _, e := range entries {
 		if e.Operation != event.Deploy {
 			continue
 		}
 		for dom, ed := range e.Domains {
-			if p := ed.Paths[event.KeyCertificate]; p != "" && !strings.HasPrefix(p, le) {
-				latest[dom] = ed.Paths
-			}
+			latest[dom] = ed.Paths
 		}
 	}
 	var out []sourceDeploy
 	for dom, paths := range latest {
+		if p := paths[event.KeyCertificate]; p == "" || strings.HasPrefix(p, le) {
+			continue // certbot's: the lineage scan covers it
+		}
 		fp, _, err := hooks.CertFile(paths[event.KeyCertificate])
 		if err != nil {
 			d.log.Warn("catch-up: certificate from a source dir", zap.String("domain", dom), zap.Error(err))

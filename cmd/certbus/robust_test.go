@@ -347,6 +347,48 @@ func TestSourceDirRenewalWhileStoppedIsCaughtUp(t *testing.T) {
 	}
 }
 
+// A domain that moved from acme.sh (source_dirs) to certbot keeps
+// certbot's certificate across restarts: the journal's older acme.sh
+// deploy is not caught up to.
+func TestSourceDirSupersededByCertbotStays(t *testing.T) {
+	e := newEnv(t, false, oneApp)
+	src := filepath.Join(e.dir, "acme.sh", "a.test")
+	os.MkdirAll(src, 0o700)
+	b, _ := os.ReadFile(e.config)
+	os.WriteFile(e.config, append([]byte("source_dirs: ["+filepath.Dir(src)+"]\n"), b...), 0o644)
+	l1 := testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{})
+	os.WriteFile(filepath.Join(src, "a.test.cer"), l1.CertPEM, 0o644)
+	os.WriteFile(filepath.Join(src, "a.test.key"), l1.KeyPEM, 0o600)
+	os.WriteFile(filepath.Join(src, "fullchain.cer"), l1.FullchainPEM(), 0o644)
+	d := startDaemon(t, e.bus.Address, e.config)
+	doms := map[string]map[string]string{"a.test": {
+		"certificate": filepath.Join(src, "a.test.cer"), "private_key": filepath.Join(src, "a.test.key"),
+		"fullchain": filepath.Join(src, "fullchain.cer")}}
+	if _, err := e.client(t).Notify(context.Background(), "deploy", doms); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, func() bool { return e.reloadCount() == 1 }, "the acme.sh deploy's reload")
+	l2 := testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{})
+	live := testcerts.MustLineage(t, e.le, "a.test", 1, l2)
+	hookRun(t, e, []string{"pre"})
+	hookRun(t, e, []string{"deploy"}, deployEnv(live, "a.test")...)
+	if out, code := hookRun(t, e, []string{"post", "--wait"}); code != 0 {
+		t.Fatalf("post: exit %d\n%s", code, out)
+	}
+	installed := filepath.Join(e.dest, "a.test", "fullchain.pem")
+	for i := range 2 {
+		d.stop(t)
+		d = startDaemon(t, e.bus.Address, e.config)
+		time.Sleep(time.Second) // past the debounce a catch-up deploy would start
+		if got, _ := os.ReadFile(installed); !bytes.Equal(got, l2.FullchainPEM()) {
+			t.Fatalf("restart %d: the installed certificate is not certbot's (acme.sh's old one: %v)", i+1, bytes.Equal(got, l1.FullchainPEM()))
+		}
+	}
+	if n := e.reloadCount(); n != 2 {
+		t.Errorf("%d reloads, want 2 (acme.sh's deploy, certbot's run; none at the restarts)", n)
+	}
+}
+
 // A config reload between certbot's pre and post keeps the pending change:
 // still exactly one reload, at post.
 func TestSighupInsideARunKeepsOneReload(t *testing.T) {

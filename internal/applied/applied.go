@@ -53,7 +53,11 @@ func Open(stateDir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read applied state: %w", err)
 	}
-	if err := json.Unmarshal(data, &s.m); err != nil {
+	err = json.Unmarshal(data, &s.m)
+	if err == nil && s.m == nil {
+		err = errors.New("null, not an object")
+	}
+	if err != nil {
 		return nil, fmt.Errorf("applied state %s is corrupt (%v): move it aside to let catch-up redeploy everything", s.path, err)
 	}
 	return s, nil

@@ -111,10 +111,14 @@ func TestSaveErrorReachesEveryCaller(t *testing.T) {
 	wg.Wait()
 }
 
+// A file that is not the object of records is an error naming it and what
+// to do; null too, where an empty store would panic at the first record.
 func TestOpenCorrupt(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "applied.json"), []byte("{not json"), 0o600)
-	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "move it aside") {
-		t.Errorf("corrupt file: %v, want an error saying what to do", err)
+	for _, content := range []string{"{not json", "null", "[]"} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "applied.json"), []byte(content), 0o600)
+		if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "move it aside") {
+			t.Errorf("applied.json holding %s: %v, want an error saying what to do", content, err)
+		}
 	}
 }
