@@ -49,6 +49,8 @@ type daemon struct {
 	mu     sync.Mutex // guards runner and cfg across SIGHUP
 	runner *apps.Runner
 
+	spoolMu sync.Mutex // one spool replay at a time
+
 	// earlyApplied is the applied state, read beside the config's
 	// drop-ins (with many apps and lineages the two are most of a
 	// start-up, and neither needs the other); nil: Run reads it.
@@ -156,9 +158,24 @@ func (d *daemon) Run(ctx context.Context) error {
 	last := d.replaySpool()
 	d.waitFor(ctx, last)
 	d.catchUp(ctx)
-	<-ctx.Done()
-	return nil
+	// A hook spools while the daemon runs when it found no daemon just
+	// before this one took the name, or got no answer in time from a
+	// daemon that was stuck for a while: look again now and then (and at
+	// SIGHUP), so that such an event waits a minute, not until a restart.
+	tick := time.NewTicker(spoolRescan)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			d.replaySpool()
+		}
+	}
 }
+
+// spoolRescan is how often a running daemon looks for spooled events.
+const spoolRescan = time.Minute
 
 // sourceDeploy is the newest deploy of a domain from outside letsencrypt_dir.
 type sourceDeploy struct {
@@ -334,7 +351,12 @@ func (d *daemon) runnerOptions() apps.Options {
 // order, deleting each file once its event is journaled.
 // It returns the id of the last event replayed.
 func (d *daemon) replaySpool() string {
-	evs, errs := hooks.ReadSpool(d.cfg.StateDir)
+	d.spoolMu.Lock()
+	defer d.spoolMu.Unlock()
+	d.mu.Lock()
+	stateDir := d.cfg.StateDir
+	d.mu.Unlock()
+	evs, errs := hooks.ReadSpool(stateDir)
 	for _, err := range errs {
 		d.log.Error("spool", zap.Error(err))
 	}
@@ -350,9 +372,11 @@ func (d *daemon) replaySpool() string {
 			continue
 		}
 		if err != nil {
-			// Not the event's fault (the journal could not be written):
-			// keep it, and the ones after it, for the next start.
-			d.log.Error("spool replay stopped; the events stay spooled", zap.String("file", s.File), zap.Error(err))
+			// Not the event's fault (the journal could not be written,
+			// a file could not be read): keep it, and the ones after
+			// it, for the next look.
+			d.log.Error("spool replay stopped; the events stay spooled and are tried again in a minute (fix the error, or `systemctl reload certbus` to retry now)",
+				zap.String("file", s.File), zap.Error(err))
 			return last
 		}
 		if err := os.Remove(s.File); err != nil {
@@ -367,6 +391,9 @@ func (d *daemon) replaySpool() string {
 // Reload re-reads the config (SIGHUP). A bad config is refused and logged
 // with its file and line; the running one stays.
 func (d *daemon) Reload() {
+	// Spooled events are looked for again too, whatever comes of the
+	// config (after d.mu is released: the replay takes it).
+	defer d.replaySpool()
 	cfg, err := config.Load(d.opts.ConfigPath)
 	if err == nil && cfg.StateDir != d.cfg.StateDir {
 		err = fmt.Errorf("%s: state_dir changed from %s to %s: restart the daemon for that", d.opts.ConfigPath, d.cfg.StateDir, cfg.StateDir)

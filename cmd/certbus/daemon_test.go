@@ -423,6 +423,29 @@ func TestHookSpoolsWhenTheDaemonHangs(t *testing.T) {
 	stopped = false
 }
 
+// Events spooled while the daemon runs (a hook that timed out on it, or
+// found no daemon just before it started) are replayed without a restart:
+// every minute, or at once on SIGHUP.
+func TestSpoolReplayedWhileRunning(t *testing.T) {
+	e := newEnv(t, false, oneApp)
+	live := testcerts.MustLineage(t, e.le, "a.test", 1, testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{}))
+	d := startDaemon(t, e.bus.Address, e.config)
+	testutil.WaitFor(t, 10*time.Second, func() bool { return e.reloadCount() == 1 }, "first-start catch-up")
+	for _, k := range []string{"pre", "deploy", "post"} {
+		if out, code := hookRun(t, e, []string{"--spool", k}, deployEnv(live, "a.test")...); code != 0 || !strings.Contains(out, "spooled to") {
+			t.Fatalf("hook --spool %s: exit %d\n%s", k, code, out)
+		}
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, func() bool {
+		left, _ := hooks.ReadSpool(e.state)
+		return len(left) == 0
+	}, "the spool replayed after SIGHUP")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return e.reloadCount() == 2 }, "the replayed run's one reload")
+}
+
 func TestHookWaitExitCodes(t *testing.T) {
 	e := newEnv(t, false, brokenApp)
 	startDaemon(t, e.bus.Address, e.config)
