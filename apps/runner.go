@@ -64,14 +64,18 @@ func NewRunner(sig *signals.Signal[*event.Event], specs []*Spec, opts Options) (
 func (r *Runner) connect(s *Spec) error {
 	a := &appRunner{opts: r.opts, log: r.opts.Log.Named("apps." + s.Name)}
 	a.specP.Store(s)
-	// The handler's own budget: every method of the chain plus the
-	// rollback reload, each bounded by the app's timeout.
-	budget := s.Timeout*time.Duration(len(s.Reloaders)+2) + 5*time.Second
-	if err := r.opts.Signal.ConnectFiltered(s.Name, budget, a.wants, a.handle); err != nil {
+	if err := r.opts.Signal.ConnectFiltered(s.Name, budget(s), a.wants, a.handle); err != nil {
 		return err
 	}
 	r.apps = append(r.apps, a)
 	return nil
+}
+
+// budget bounds one event's handling: every method of the chain, then, on
+// failure, every method again on the restored files, each bounded by the
+// app's timeout, and a little more.
+func budget(s *Spec) time.Duration {
+	return s.Timeout*time.Duration(2*len(s.Reloaders)+1) + 5*time.Second
 }
 
 // Update applies a new config: an app that keeps its name keeps its
@@ -529,9 +533,18 @@ func (a *appRunner) rollback(ctx context.Context, snaps map[string]install.Snaps
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) > 0 {
+	if len(errs) == len(paths) {
 		return "; rollback failed: " + errors.Join(errs...).Error()
 	}
+	restored := "previous files restored"
+	if len(errs) > 0 {
+		// Some files are back, some are not: the daemon must still
+		// be told, or it keeps whatever the failed reload left.
+		restored = "rollback incomplete (" + errors.Join(errs...).Error() + "), the other previous files restored"
+	}
+	// The rollback runs even when the event's budget is spent: a daemon
+	// left on files that failed is worse than a late answer.
+	ctx = context.WithoutCancel(ctx)
 	// Back onto the previous certificate, through the same chain, proving
 	// it where the old copy tells which leaf that was.
 	prev := a.previousLeaves(snaps, run.Domains)
@@ -545,16 +558,16 @@ func (a *appRunner) rollback(ctx context.Context, snaps map[string]install.Snaps
 		cancel()
 		if err == nil {
 			if prev != nil && a.sp().Verify != nil {
-				return "; previous files restored and reloaded (" + m.Name() + "), previous certificate served again"
+				return "; " + restored + " and reloaded (" + m.Name() + "), previous certificate served again"
 			}
-			return "; previous files restored and reloaded (" + m.Name() + ")"
+			return "; " + restored + " and reloaded (" + m.Name() + ")"
 		}
 		rerrs = append(rerrs, err.Error())
 	}
 	if len(rerrs) > 0 {
-		return "; previous files restored, but reloading onto them failed: " + strings.Join(rerrs, "; then ")
+		return "; " + restored + ", but reloading onto them failed: " + strings.Join(rerrs, "; then ")
 	}
-	return "; previous files restored"
+	return "; " + restored
 }
 
 func (a *appRunner) applied(pending map[string]*event.Material) {
@@ -638,7 +651,7 @@ func (a *appRunner) fire(ctx context.Context, why string) {
 	if n == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.sp().Timeout*time.Duration(len(a.sp().Reloaders)+2))
+	ctx, cancel := context.WithTimeout(ctx, budget(a.sp()))
 	defer cancel()
 	a.log.Info("reload due", zap.String("why", why), zap.String("event", id))
 	st, msg := a.reload(ctx, id, why)

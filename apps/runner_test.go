@@ -551,3 +551,35 @@ func TestUpdateDroppingReloadKeepsFiles(t *testing.T) {
 		t.Errorf("%d reloads, want 0", n)
 	}
 }
+
+// A rollback that puts back only some files still reloads the daemon onto
+// them, and says which file it could not restore.
+func TestPartialRollbackStillReloads(t *testing.T) {
+	h := newHarness(t)
+	dest := installtest.Dir(t)
+	argv, reloads := counter(t, 0)
+	s := build(t, config.App{Name: "web", Domains: []string{"a.test"},
+		Copy: &config.Copy{Certificate: dest + "/cert.pem", PrivateKey: dest + "/key.pem"}, Reload: &config.AppReload{Command: argv},
+		Verify: &config.Verify{Address: "127.0.0.1:1"}}, fast)
+	oldKey := []byte("old key\n")
+	os.WriteFile(dest+"/key.pem", oldKey, 0o640)
+	os.WriteFile(dest+"/cert.pem", []byte("old cert\n"), 0o644)
+	// The verifier fails, and makes the new certificate file immutable
+	// first: its restore fails, the key's does not.
+	verifier := func(ctx context.Context, v apps.VerifySpec, sni, fp string) error {
+		immutable(t, dest+"/cert.pem", true)
+		return errors.New("served leaf is the old one")
+	}
+	t.Cleanup(func() { immutable(t, dest+"/cert.pem", false) })
+	apps.NewRunner(h.sig, []*apps.Spec{s}, apps.Options{Log: zap.NewNop(), Verify: verifier})
+	h.emit(event.Pre, "")
+	h.emit(event.Deploy, h.renew("a.test", "a.test"), "a.test")
+	r := h.wait(h.emit(event.Post, ""))["web"]
+	if r.Status != signals.Failed || !strings.Contains(r.Message, "rollback incomplete") || !strings.Contains(r.Message, "cert.pem") || !strings.Contains(r.Message, "reloaded") {
+		t.Errorf("web: %+v, want failed, rollback incomplete naming cert.pem, reloaded", r)
+	}
+	checkFile(t, dest+"/key.pem", oldKey, 0o640, 0)
+	if n := reloads(); n != 2 {
+		t.Errorf("%d reloads, want 2 (the failed one, then onto the restored files)", n)
+	}
+}
