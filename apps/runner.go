@@ -188,6 +188,7 @@ type appRunner struct {
 	firstPending time.Time
 	lastEvent    string
 	timer        *time.Timer
+	timerGen     int // counts timers set and stopped: a callback of an older one does nothing
 }
 
 // handle is the app's subscriber.
@@ -629,7 +630,9 @@ func (a *appRunner) setTimerLocked(d time.Duration, why string) {
 	if a.timer != nil {
 		a.timer.Stop()
 	}
-	a.timer = time.AfterFunc(d, func() { a.fire(context.Background(), why) })
+	a.timerGen++
+	gen := a.timerGen
+	a.timer = time.AfterFunc(d, func() { a.fireTimer(gen, why) })
 }
 
 func (a *appRunner) stopTimer() {
@@ -639,12 +642,31 @@ func (a *appRunner) stopTimer() {
 		a.timer.Stop()
 		a.timer = nil
 	}
+	a.timerGen++
+}
+
+// fireTimer is a timer's reload, unless the timer was stopped or replaced
+// while its callback waited for the app (a pre that came just as the
+// debounce ran out: the pending change joins that run instead).
+func (a *appRunner) fireTimer(gen int, why string) {
+	a.run.Lock()
+	defer a.run.Unlock()
+	a.mu.Lock()
+	current := gen == a.timerGen
+	a.mu.Unlock()
+	if current {
+		a.fireLocked(context.Background(), why)
+	}
 }
 
 // fire runs a reload outside an event (debounce, max_delay, shutdown).
 func (a *appRunner) fire(ctx context.Context, why string) {
 	a.run.Lock()
 	defer a.run.Unlock()
+	a.fireLocked(ctx, why)
+}
+
+func (a *appRunner) fireLocked(ctx context.Context, why string) {
 	a.mu.Lock()
 	n, id := len(a.pending), a.lastEvent
 	a.mu.Unlock()
