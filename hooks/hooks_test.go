@@ -1,10 +1,12 @@
 package hooks
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -91,6 +93,28 @@ func TestSpoolRoundTrip(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(SpoolDir(dir), "corrupt", "00000000000000000001-bad.json")); err != nil {
 		t.Errorf("corrupt file not moved aside: %v", err)
+	}
+}
+
+// A clock stepped back between two hooks does not reorder their events:
+// a name never sorts before the newest one already spooled.
+func TestSpoolOrderSurvivesAClockStepBack(t *testing.T) {
+	dir := t.TempDir()
+	pre, err := Spool(dir, "pre", Domains{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pre as if spooled an hour "later" by a clock since set back.
+	ahead := filepath.Join(SpoolDir(dir), fmt.Sprintf("%020d-00000000.json", time.Now().Add(time.Hour).UnixNano()))
+	if err := os.Rename(pre, ahead); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Spool(dir, "post", Domains{}); err != nil {
+		t.Fatal(err)
+	}
+	got, errs := ReadSpool(dir)
+	if len(errs) != 0 || len(got) != 2 || got[0].Operation != "pre" || got[1].Operation != "post" {
+		t.Errorf("spooled %+v (%v), want pre then post", got, errs)
 	}
 }
 

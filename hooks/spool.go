@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -37,8 +38,29 @@ func Spool(stateDir, op string, domains Domains) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("create spool directory: %w", err)
 	}
-	if ents, err := os.ReadDir(dir); err == nil && len(ents) >= MaxSpool {
-		return "", fmt.Errorf("spool %s holds %d events already; start the daemon (systemctl start certbus) to replay them", dir, len(ents))
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("read spool directory: %w", err)
+	}
+	// Names start with the time in nanoseconds, and never before the
+	// newest name already there: a clock stepped back (NTP at boot) must
+	// not put this event, a post say, before the pre spooled earlier.
+	seq := time.Now().UnixNano()
+	events := 0
+	for _, e := range ents {
+		n := e.Name()
+		if !strings.HasSuffix(n, ".json") {
+			continue // temporary files of hooks that died mid-write, corrupt/
+		}
+		events++
+		if before, _, ok := strings.Cut(n, "-"); ok {
+			if t, err := strconv.ParseInt(before, 10, 64); err == nil && t >= seq {
+				seq = t + 1
+			}
+		}
+	}
+	if events >= MaxSpool {
+		return "", fmt.Errorf("spool %s holds %d events already; start the daemon (systemctl start certbus) to replay them", dir, events)
 	}
 	data, err := json.Marshal(Spooled{Operation: op, Domains: domains, Time: time.Now().UTC()})
 	if err != nil {
@@ -46,7 +68,7 @@ func Spool(stateDir, op string, domains Domains) (string, error) {
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	name := fmt.Sprintf("%020d-%s.json", time.Now().UnixNano(), hex.EncodeToString(rnd[:]))
+	name := fmt.Sprintf("%020d-%s.json", seq, hex.EncodeToString(rnd[:]))
 	final := filepath.Join(dir, name)
 	if err := atomicfile.Write(final, data, 0o600); err != nil {
 		return "", fmt.Errorf("spool event: %w", err)
