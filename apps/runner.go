@@ -92,6 +92,7 @@ func (r *Runner) Update(ctx context.Context, specs []*Spec) error {
 	for _, s := range specs {
 		if a, ok := byName[s.Name]; ok {
 			a.specP.Store(s)
+			r.opts.Signal.SetTimeout(s.Name, budget(s))
 			kept = append(kept, a)
 			delete(byName, s.Name)
 			continue
@@ -181,7 +182,6 @@ type appRunner struct {
 
 	mu           sync.Mutex
 	inRun        bool                        // a pre was seen, its post not yet
-	runSeen      time.Time                   // the run's last pre or deploy
 	pending      map[string]*event.Material  // domain -> newest material since the last reload
 	snaps        map[string]install.Snapshot // path -> content before this batch, for rollback
 	waiting      []string                    // event ids reported pending
@@ -202,7 +202,6 @@ func (a *appRunner) handle(ctx context.Context, ev *event.Event) (signals.Status
 	case event.Pre:
 		a.mu.Lock()
 		a.inRun = true
-		a.runSeen = time.Now()
 		a.mu.Unlock()
 		// Changes pending from before (a debounce, a catch-up) join this
 		// run: one reload at its post, never past max_delay.
@@ -252,14 +251,15 @@ func (a *appRunner) deploy(ctx context.Context, ev *event.Event) (signals.Status
 		a.pending[d] = ev.Domains[d]
 	}
 	a.lastEvent = ev.ID
-	if a.inRun && time.Since(a.runSeen) > a.sp().MaxDelay {
-		// No post, nor anything else of the run, for max_delay: certbot
-		// died between its hooks. This deploy is a run's no longer, or
-		// every later lone deploy would wait max_delay for a post.
-		a.log.Warn("no post came within max_delay of the run's last event: the run is over", zap.Time("last", a.runSeen))
+	if a.inRun && ev.Quiet > a.sp().MaxDelay {
+		// The daemon took no event at all for max_delay before this
+		// one: certbot died between its hooks, and its post will never
+		// come. This deploy is a lone one, or every later lone deploy
+		// would wait max_delay for that post. (A run's events come
+		// seconds or minutes apart, to whichever apps they concern.)
+		a.log.Warn("no event for max_delay since the run's last one: the run is over, its post lost", zap.Duration("quiet", ev.Quiet))
 		a.inRun = false
 	}
-	a.runSeen = time.Now()
 	inRun := a.inRun
 	a.mu.Unlock()
 	what := "installed " + strings.Join(mine, " ")
@@ -268,7 +268,7 @@ func (a *appRunner) deploy(ctx context.Context, ev *event.Event) (signals.Status
 	}
 	if len(a.sp().Reloaders) == 0 {
 		// Nothing to tell: the files are the whole job.
-		a.recordApplied()
+		a.recordApplied(ev.ID)
 		return signals.OK, what
 	}
 	a.mu.Lock()
@@ -581,12 +581,15 @@ func (a *appRunner) applied(pending map[string]*event.Material) {
 }
 
 // recordApplied is for apps without a reload: the install was the job.
-func (a *appRunner) recordApplied() {
+// Deploys that reported pending before a config reload took the app's
+// reload away are resolved with it.
+func (a *appRunner) recordApplied(current string) {
 	a.mu.Lock()
-	pending := a.pending
-	a.pending, a.snaps = nil, nil
+	pending, waiting := a.pending, a.waiting
+	a.pending, a.snaps, a.waiting = nil, nil, nil
 	a.mu.Unlock()
 	a.applied(pending)
+	a.resolve(waiting, current, signals.OK, "installed; the app has no reload (config changed)")
 }
 
 // resolve updates the results of events that reported pending.

@@ -35,6 +35,7 @@ type harness struct {
 	checker *certs.Checker
 	n       int
 	leafs   map[string]*testcerts.Leaf
+	last    time.Time // the last event emitted, for Event.Quiet as the daemon sets it
 }
 
 func newHarness(t *testing.T) *harness {
@@ -63,7 +64,12 @@ func (h *harness) emit(op event.Operation, live string, names ...string) string 
 	}
 	h.n++
 	id := fmt.Sprint("ev", h.n)
-	if err := h.sig.Emit(id, &event.Event{ID: id, Operation: op, Domains: m}); err != nil {
+	ev := &event.Event{ID: id, Operation: op, Domains: m}
+	if now := time.Now(); !h.last.IsZero() {
+		ev.Quiet = now.Sub(h.last)
+	}
+	h.last = time.Now()
+	if err := h.sig.Emit(id, ev); err != nil {
 		h.t.Fatal(err)
 	}
 	return id
@@ -581,5 +587,62 @@ func TestPartialRollbackStillReloads(t *testing.T) {
 	checkFile(t, dest+"/key.pem", oldKey, 0o640, 0)
 	if n := reloads(); n != 2 {
 		t.Errorf("%d reloads, want 2 (the failed one, then onto the restored files)", n)
+	}
+}
+
+// A certbot run longer than max_delay, whose first deploys concern other
+// apps, is still one run for every app: one reload, at post.
+func TestLongRunReloadsOnce(t *testing.T) {
+	h := newHarness(t)
+	argv, reloads := counter(t, 0)
+	r := fast
+	r.MaxDelay = config.Duration(600 * time.Millisecond)
+	web := build(t, config.App{Name: "web", Domains: []string{"a.test", "b.test"}, Reload: &config.AppReload{Command: argv}}, r)
+	other, _ := counter(t, 0)
+	mail := build(t, config.App{Name: "mail", Domains: []string{"c.test"}, Reload: &config.AppReload{Command: other}}, r)
+	apps.NewRunner(h.sig, []*apps.Spec{web, mail}, apps.Options{Log: zap.NewNop()})
+	h.emit(event.Pre, "")
+	c := h.renew("c.test", "c.test")
+	for range 4 { // 800 ms of the run for mail alone
+		time.Sleep(200 * time.Millisecond)
+		h.emit(event.Deploy, c, "c.test")
+	}
+	h.emit(event.Deploy, h.renew("a.test", "a.test"), "a.test")
+	time.Sleep(200 * time.Millisecond) // past the debounce, inside max_delay
+	h.emit(event.Deploy, h.renew("b.test", "b.test"), "b.test")
+	if res := h.wait(h.emit(event.Post, ""))["web"]; res.Status != signals.OK {
+		t.Errorf("web at post: %+v", res)
+	}
+	time.Sleep(300 * time.Millisecond) // a debounced reload would have come
+	if n := reloads(); n != 1 {
+		t.Errorf("web reloaded %d times in one run, want 1", n)
+	}
+}
+
+// A deploy still pending when a config reload took the app's reload away
+// is resolved by the next deploy, which records the files: not left
+// "pending" for good.
+func TestPendingResolvedAfterReloadDropped(t *testing.T) {
+	h := newHarness(t)
+	argv, _ := counter(t, 0)
+	slow := fast
+	slow.Debounce = config.Duration(time.Minute)
+	slow.MaxDelay = config.Duration(2 * time.Minute)
+	app := config.App{Name: "web", Domains: []string{"a.test", "b.test"}, Reload: &config.AppReload{Command: argv}}
+	runner, err := apps.NewRunner(h.sig, []*apps.Spec{build(t, app, slow)}, apps.Options{Log: zap.NewNop(), Signal: h.sig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := h.emit(event.Deploy, h.renew("a.test", "a.test"), "a.test")
+	if r := h.wait(first)["web"]; r.Status != signals.Pending {
+		t.Fatalf("first deploy: %+v", r)
+	}
+	app.Reload = nil
+	if err := runner.Update(context.Background(), []*apps.Spec{build(t, app, slow)}); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(h.emit(event.Deploy, h.renew("b.test", "b.test"), "b.test"))
+	if r, _ := h.sig.Results(first); len(r) != 1 || r[0].Status != signals.OK {
+		t.Errorf("first deploy after the second recorded the files: %+v, want ok", r)
 	}
 }

@@ -57,9 +57,10 @@ type Server struct {
 	callersMu sync.Mutex
 	callers   map[string]callerID
 
-	mu      sync.Mutex // serialises accept: journal order = emit order
-	seq     uint64
-	closing atomic.Bool
+	mu        sync.Mutex // serialises accept: journal order = emit order
+	seq       uint64
+	lastEvent time.Time // when the last event was accepted (for Event.Quiet)
+	closing   atomic.Bool
 
 	// announce carries accepted events, in order, to the goroutine that
 	// logs them and emits CertificateEvent, so that the caller's reply
@@ -153,10 +154,15 @@ func (s *Server) commit(op event.Operation, mat map[string]*event.Material, o Ac
 		return nil, errShuttingDown
 	}
 	s.seq++
-	ev := &event.Event{ID: newID(s.seq), Operation: op, Time: time.Now().UTC(), Domains: mat, Replay: o.Replay, Only: o.Only}
+	now := time.Now()
+	ev := &event.Event{ID: newID(s.seq), Operation: op, Time: now.UTC(), Domains: mat, Replay: o.Replay, Only: o.Only}
+	if !s.lastEvent.IsZero() {
+		ev.Quiet = now.Sub(s.lastEvent)
+	}
 	if err := s.journal.Append(journal.FromEvent(ev)); err != nil {
 		return nil, fmt.Errorf("journal event: %w", err)
 	}
+	s.lastEvent = now
 	if err := s.signal.Emit(ev.ID, ev); err != nil {
 		return nil, fmt.Errorf("emit event: %w", err)
 	}

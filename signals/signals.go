@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -106,7 +107,7 @@ type delivery[E any] struct {
 
 type subscriber[E any] struct {
 	name    string
-	timeout time.Duration
+	timeout atomic.Int64 // a time.Duration; SetTimeout changes it
 	h       Handler[E]
 	want    Filter[E]
 
@@ -168,7 +169,8 @@ func (s *Signal[E]) ConnectFiltered(name string, timeout time.Duration, want Fil
 			return fmt.Errorf("subscriber %q already connected", name)
 		}
 	}
-	sub := &subscriber[E]{name: name, timeout: timeout, h: h, want: want, wake: make(chan struct{}, 1)}
+	sub := &subscriber[E]{name: name, h: h, want: want, wake: make(chan struct{}, 1)}
+	sub.timeout.Store(int64(timeout))
 	// Appending never changes what an earlier event's slice shows (it
 	// writes past that slice's length); only Disconnect must copy.
 	s.subs = append(s.subs, sub)
@@ -176,6 +178,18 @@ func (s *Signal[E]) ConnectFiltered(name string, timeout time.Duration, want Fil
 	s.wg.Add(1)
 	go s.serve(sub)
 	return nil
+}
+
+// SetTimeout changes a subscriber's timeout for the events it handles from
+// now on (a config reload gave its app other limits).
+func (s *Signal[E]) SetTimeout(name string, timeout time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range s.subs {
+		if o.name == name {
+			o.timeout.Store(int64(timeout))
+		}
+	}
 }
 
 // Disconnect removes a subscriber after it has handled what was already
@@ -369,8 +383,9 @@ func (s *Signal[E]) call(sub *subscriber[E], it delivery[E]) (Status, string) {
 		ch <- out{st, msg}
 	}()
 	var timer <-chan time.Time
-	if sub.timeout > 0 {
-		t := time.NewTimer(sub.timeout)
+	timeout := time.Duration(sub.timeout.Load())
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
 		defer t.Stop()
 		timer = t.C
 	}
@@ -378,7 +393,7 @@ func (s *Signal[E]) call(sub *subscriber[E], it delivery[E]) (Status, string) {
 	case o := <-ch:
 		return o.st, o.msg
 	case <-timer:
-		return Failed, fmt.Sprintf("timed out after %s", sub.timeout)
+		return Failed, fmt.Sprintf("timed out after %s", timeout)
 	}
 }
 

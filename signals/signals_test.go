@@ -297,3 +297,28 @@ func TestForgetKeepsRunningRecords(t *testing.T) {
 		}
 	}
 }
+
+// SetTimeout gives a subscriber a new timeout for the events it handles
+// from then on (an app's reload budget after a config reload).
+func TestSetTimeout(t *testing.T) {
+	s := New[string](0)
+	defer s.Close(context.Background())
+	s.Connect("slow", 50*time.Millisecond, func(ctx context.Context, e string) (Status, string) {
+		select {
+		case <-time.After(200 * time.Millisecond):
+			return OK, "done"
+		case <-ctx.Done():
+			return Failed, "cancelled"
+		}
+	})
+	s.Emit("1", "a")
+	res, err := s.Wait(context.Background(), "1")
+	if err != nil || len(res) != 1 || res[0].Status != Failed || !strings.Contains(res[0].Message, "timed out after 50ms") {
+		t.Fatalf("before SetTimeout: %+v %v, want timed out after 50ms", res, err)
+	}
+	s.SetTimeout("slow", 5*time.Second)
+	s.Emit("2", "b")
+	if res, err := s.Wait(context.Background(), "2"); err != nil || len(res) != 1 || res[0].Status != OK {
+		t.Errorf("after SetTimeout(5s): %+v %v, want ok", res, err)
+	}
+}

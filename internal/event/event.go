@@ -66,6 +66,10 @@ type Event struct {
 	// Only, when set, names the apps the event is for (catch-up replays a
 	// renewal only to the apps that missed it); the others skip it.
 	Only []string `json:"only,omitempty"`
+	// Quiet is how long the daemon went without accepting an event before
+	// this one (0 for its first): a certbot run that sent nothing for
+	// max_delay is over, its post lost.
+	Quiet time.Duration `json:"-"`
 }
 
 // DomainNames returns the event's domains in sorted order.
