@@ -310,8 +310,12 @@ func (s *Server) startCallerCheck(sender dbus.Sender) func() *dbus.Error {
 	return func() *dbus.Error {
 		c, err := answer()
 		if err != nil {
+			// Not a no: the bus did not say who is calling (no answer
+			// in time, an error). Failed, which the hook spools; nothing
+			// was committed, and a caller the replay would refuse
+			// cannot write the root-only spool anyway.
 			s.log.Warn("caller check failed", zap.String("sender", string(sender)), zap.Error(err))
-			return dbus.NewError(ErrAccessDenied, []any{"cannot identify the caller"})
+			return dbus.NewError(errFailed, []any{"cannot identify the caller: " + err.Error()})
 		}
 		if err := s.allowed(c.uid, c.gids); err != nil {
 			s.log.Warn("caller refused", zap.String("sender", string(sender)), zap.Uint32("uid", c.uid), zap.Error(err))

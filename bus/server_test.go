@@ -105,3 +105,19 @@ func TestAcceptReturnsBeforeAnnounceAndStopDrains(t *testing.T) {
 		t.Errorf("Stop with a stalled log: %v", err)
 	}
 }
+
+// A caller the bus cannot identify (gone, or no answer) is not refused but
+// failed: the hook spools such an event instead of losing it (a caller
+// the policy does not allow is refused: TestCallerChecks in cmd/certbus).
+func TestCallerCheckFailureIsNotARefusal(t *testing.T) {
+	b := testutil.StartBus(t, testutil.BusOptions{Permissive: true})
+	conn := b.Connect(t)
+	s := NewServer(conn, signals.New[*event.Event](16), &memJournal{}, &Policy{Checker: &certs.Checker{}}, zap.NewNop())
+	derr := s.checkCaller(":1.9999") // no such connection
+	if derr == nil || derr.Name != errFailed {
+		t.Fatalf("unknown sender: %v, want %s", derr, errFailed)
+	}
+	if _, ok := classify("system", *derr).(*UnreachableError); !ok {
+		t.Errorf("the hook would not spool %v", derr)
+	}
+}
