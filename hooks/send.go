@@ -74,6 +74,12 @@ func Send(ctx context.Context, o SendOptions, op string, domains Domains) (*Deli
 				wait -= min(wait/10, 2*time.Second)
 				d.Results, err = c.Wait(ctx, id, wait)
 				if err != nil {
+					// Delivered: whatever Wait met, nothing is to
+					// be spooled, and "cannot deliver" would mislead.
+					var ue *bus.UnreachableError
+					if errors.As(err, &ue) {
+						err = ue.Err
+					}
 					return d, fmt.Errorf("wait for event %s: %w", id, err)
 				}
 				return d, nil

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -49,7 +50,8 @@ type daemon struct {
 	mu     sync.Mutex // guards runner and cfg across SIGHUP
 	runner *apps.Runner
 
-	spoolMu sync.Mutex // one spool replay at a time
+	spoolMu sync.Mutex  // one spool replay at a time
+	ready   atomic.Bool // Run has started everything: SIGHUP may reload
 
 	// earlyApplied is the applied state, read beside the config's
 	// drop-ins (with many apps and lineages the two are most of a
@@ -151,6 +153,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	if err := d.server.Start(); err != nil {
 		return err
 	}
+	d.ready.Store(true)
 	d.log.Info("serving", zap.String("name", bus.Name), zap.String("bus", d.opts.Bus),
 		zap.String("config", d.opts.ConfigPath), zap.Int("apps", len(specs)))
 	// Spool first, then catch-up: the spooled run's reloads are recorded
@@ -391,6 +394,10 @@ func (d *daemon) replaySpool() string {
 // Reload re-reads the config (SIGHUP). A bad config is refused and logged
 // with its file and line; the running one stays.
 func (d *daemon) Reload() {
+	if !d.ready.Load() {
+		d.log.Warn("SIGHUP while starting: ignored; send it again once the daemon runs (systemctl reload certbus)")
+		return
+	}
 	// Spooled events are looked for again too, whatever comes of the
 	// config (after d.mu is released: the replay takes it).
 	defer d.replaySpool()

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/certbus/certbus/bus"
 	"github.com/certbus/certbus/hooks"
@@ -560,5 +562,25 @@ func TestCorruptAppliedStateStopsStart(t *testing.T) {
 	if owner, _ := exec.Command("gdbus", "call", "--address", e.bus.Address, "--dest", "org.freedesktop.DBus", "--object-path", "/org/freedesktop/DBus",
 		"--method", "org.freedesktop.DBus.NameHasOwner", bus.Name).Output(); !strings.Contains(string(owner), "false") {
 		t.Errorf("the name is owned after a failed start: %s", owner)
+	}
+}
+
+// A SIGHUP that comes while the daemon is still starting (before Run has
+// its runner and server) is ignored with a warning, not a panic.
+func TestSighupWhileStartingIsIgnored(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "certbus.yaml")
+	body := fmt.Sprintf("letsencrypt_dir: %s\nstate_dir: %s\napps: []\n", filepath.Join(dir, "le"), filepath.Join(dir, "state"))
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.WarnLevel)
+	d, err := newDaemon(daemonOptions{ConfigPath: cfg, Log: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Reload()
+	if logs.FilterMessageSnippet("SIGHUP while starting").Len() != 1 {
+		t.Errorf("no warning for an early SIGHUP; logs: %v", logs.All())
 	}
 }

@@ -104,7 +104,7 @@ func (o *hookOptions) send(ctx context.Context, kind string, domains hooks.Domai
 		if cfgErr != nil {
 			fmt.Fprintf(o.g.stderr, "certbus: warning: config: %v (spooled under the default state dir)\n", cfgErr)
 		}
-		fmt.Fprintf(o.g.stderr, "certbus: warning: %s event spooled to %s; the daemon replays it when it starts (systemctl start certbus)\n", kind, d.Spooled)
+		fmt.Fprintf(o.g.stderr, "certbus: warning: %s event spooled to %s; the daemon replays it within a minute when it runs, else when it starts (systemctl start certbus)\n", kind, d.Spooled)
 		return nil
 	}
 	fmt.Fprintf(o.g.stdout, "certbus: %s event %s delivered\n", kind, d.EventID)
