@@ -119,6 +119,13 @@ func (r *Runner) Update(ctx context.Context, specs []*Spec) error {
 // config first.
 func (a *appRunner) wants(ev *event.Event) (bool, string) {
 	s := a.sp()
+	if ev.Quiet > s.MaxDelay {
+		// Every app sees every event here, its own or not: a silence
+		// that ends a lost run is noticed by all (handle, deploy).
+		a.mu.Lock()
+		a.longQuiet = ev.Time
+		a.mu.Unlock()
+	}
 	if len(ev.Only) > 0 && !slices.Contains(ev.Only, s.Name) {
 		return false, "catch-up for other apps"
 	}
@@ -182,6 +189,8 @@ type appRunner struct {
 
 	mu           sync.Mutex
 	inRun        bool                        // a pre was seen, its post not yet
+	runStart     time.Time                   // the time of that pre
+	longQuiet    time.Time                   // the time of the last event after a silence of max_delay
 	pending      map[string]*event.Material  // domain -> newest material since the last reload
 	snaps        map[string]install.Snapshot // path -> content before this batch, for rollback
 	waiting      []string                    // event ids reported pending
@@ -202,6 +211,7 @@ func (a *appRunner) handle(ctx context.Context, ev *event.Event) (signals.Status
 	case event.Pre:
 		a.mu.Lock()
 		a.inRun = true
+		a.runStart = ev.Time
 		a.mu.Unlock()
 		// Changes pending from before (a debounce, a catch-up) join this
 		// run: one reload at its post, never past max_delay.
@@ -251,13 +261,14 @@ func (a *appRunner) deploy(ctx context.Context, ev *event.Event) (signals.Status
 		a.pending[d] = ev.Domains[d]
 	}
 	a.lastEvent = ev.ID
-	if a.inRun && ev.Quiet > a.sp().MaxDelay {
-		// The daemon took no event at all for max_delay before this
-		// one: certbot died between its hooks, and its post will never
-		// come. This deploy is a lone one, or every later lone deploy
-		// would wait max_delay for that post. (A run's events come
-		// seconds or minutes apart, to whichever apps they concern.)
-		a.log.Warn("no event for max_delay since the run's last one: the run is over, its post lost", zap.Duration("quiet", ev.Quiet))
+	if a.inRun && a.longQuiet.After(a.runStart) {
+		// Since the run's pre the daemon went max_delay without any
+		// event at all: certbot died between its hooks, and its post
+		// will never come. This deploy is a lone one, or every later
+		// lone deploy would wait max_delay for that post. (A run's
+		// events come seconds or minutes apart, to whichever apps they
+		// concern; a run with a longer pause gets a reload more.)
+		a.log.Warn("the daemon went max_delay without an event since the run's pre: the run is over, its post lost", zap.Time("pre", a.runStart), zap.Time("silence ended", a.longQuiet))
 		a.inRun = false
 	}
 	inRun := a.inRun
@@ -534,14 +545,12 @@ func (a *appRunner) rollback(ctx context.Context, snaps map[string]install.Snaps
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) == len(paths) {
-		return "; rollback failed: " + errors.Join(errs...).Error()
-	}
-	restored := "previous files restored"
 	if len(errs) > 0 {
-		// Some files are back, some are not: the daemon must still
-		// be told, or it keeps whatever the failed reload left.
-		restored = "rollback incomplete (" + errors.Join(errs...).Error() + "), the other previous files restored"
+		// Some files may be back and others not: a key beside the
+		// wrong certificate. Reloading onto that would take down a
+		// daemon that a failed reload usually left serving; say so
+		// and leave it to the operator.
+		return "; rollback failed, the daemon was not reloaded again (its files may not match: fix them, then reload it): " + errors.Join(errs...).Error()
 	}
 	// The rollback runs even when the event's budget is spent: a daemon
 	// left on files that failed is worse than a late answer.
@@ -559,16 +568,16 @@ func (a *appRunner) rollback(ctx context.Context, snaps map[string]install.Snaps
 		cancel()
 		if err == nil {
 			if prev != nil && a.sp().Verify != nil {
-				return "; " + restored + " and reloaded (" + m.Name() + "), previous certificate served again"
+				return "; previous files restored and reloaded (" + m.Name() + "), previous certificate served again"
 			}
-			return "; " + restored + " and reloaded (" + m.Name() + ")"
+			return "; previous files restored and reloaded (" + m.Name() + ")"
 		}
 		rerrs = append(rerrs, err.Error())
 	}
 	if len(rerrs) > 0 {
-		return "; " + restored + ", but reloading onto them failed: " + strings.Join(rerrs, "; then ")
+		return "; previous files restored, but reloading onto them failed: " + strings.Join(rerrs, "; then ")
 	}
-	return "; " + restored
+	return "; previous files restored"
 }
 
 func (a *appRunner) applied(pending map[string]*event.Material) {

@@ -64,11 +64,12 @@ func (h *harness) emit(op event.Operation, live string, names ...string) string 
 	}
 	h.n++
 	id := fmt.Sprint("ev", h.n)
-	ev := &event.Event{ID: id, Operation: op, Domains: m}
-	if now := time.Now(); !h.last.IsZero() {
+	now := time.Now()
+	ev := &event.Event{ID: id, Operation: op, Time: now, Domains: m}
+	if !h.last.IsZero() {
 		ev.Quiet = now.Sub(h.last)
 	}
-	h.last = time.Now()
+	h.last = now
 	if err := h.sig.Emit(id, ev); err != nil {
 		h.t.Fatal(err)
 	}
@@ -558,9 +559,10 @@ func TestUpdateDroppingReloadKeepsFiles(t *testing.T) {
 	}
 }
 
-// A rollback that puts back only some files still reloads the daemon onto
-// them, and says which file it could not restore.
-func TestPartialRollbackStillReloads(t *testing.T) {
+// A rollback that could not put back every file does not reload the daemon
+// onto what may be a key beside the wrong certificate (a failed reload
+// usually left it serving): it says which file and what to do.
+func TestPartialRollbackDoesNotReloadAMix(t *testing.T) {
 	h := newHarness(t)
 	dest := installtest.Dir(t)
 	argv, reloads := counter(t, 0)
@@ -581,12 +583,12 @@ func TestPartialRollbackStillReloads(t *testing.T) {
 	h.emit(event.Pre, "")
 	h.emit(event.Deploy, h.renew("a.test", "a.test"), "a.test")
 	r := h.wait(h.emit(event.Post, ""))["web"]
-	if r.Status != signals.Failed || !strings.Contains(r.Message, "rollback incomplete") || !strings.Contains(r.Message, "cert.pem") || !strings.Contains(r.Message, "reloaded") {
-		t.Errorf("web: %+v, want failed, rollback incomplete naming cert.pem, reloaded", r)
+	if r.Status != signals.Failed || !strings.Contains(r.Message, "rollback failed, the daemon was not reloaded again") || !strings.Contains(r.Message, "cert.pem") {
+		t.Errorf("web: %+v, want failed, rollback failed naming cert.pem, no reload", r)
 	}
 	checkFile(t, dest+"/key.pem", oldKey, 0o640, 0)
-	if n := reloads(); n != 2 {
-		t.Errorf("%d reloads, want 2 (the failed one, then onto the restored files)", n)
+	if n := reloads(); n != 1 {
+		t.Errorf("%d reloads, want 1 (the failed one only)", n)
 	}
 }
 
@@ -645,4 +647,26 @@ func TestPendingResolvedAfterReloadDropped(t *testing.T) {
 	if r, _ := h.sig.Results(first); len(r) != 1 || r[0].Status != signals.OK {
 		t.Errorf("first deploy after the second recorded the files: %+v, want ok", r)
 	}
+}
+
+// The silence that ends a lost run ends it for every app, also for one
+// whose first deploy after it comes a moment after another app's.
+func TestLostPostEndsTheRunForEveryApp(t *testing.T) {
+	h := newHarness(t)
+	webReload, webReloads := counter(t, 0)
+	mailReload, _ := counter(t, 0)
+	r := fast
+	r.MaxDelay = config.Duration(300 * time.Millisecond)
+	web := build(t, config.App{Name: "web", Domains: []string{"a.test"}, Reload: &config.AppReload{Command: webReload}}, r)
+	mail := build(t, config.App{Name: "mail", Domains: []string{"c.test"}, Reload: &config.AppReload{Command: mailReload}}, r)
+	apps.NewRunner(h.sig, []*apps.Spec{web, mail}, apps.Options{Log: zap.NewNop()})
+	h.wait(h.emit(event.Pre, ""))
+	time.Sleep(400 * time.Millisecond) // no post
+	h.emit(event.Deploy, h.renew("c.test", "c.test"), "c.test")
+	time.Sleep(50 * time.Millisecond)
+	id := h.emit(event.Deploy, h.renew("a.test", "a.test"), "a.test")
+	if res := h.wait(id)["web"]; res.Status != signals.Pending || !strings.Contains(res.Message, "reload in") {
+		t.Errorf("web's lone deploy after another app's: %+v, want pending a debounced reload", res)
+	}
+	waitFor(t, func() bool { return webReloads() == 1 }, "web's debounced reload")
 }

@@ -51,7 +51,8 @@ type daemon struct {
 	runner *apps.Runner
 
 	spoolMu sync.Mutex  // one spool replay at a time
-	ready   atomic.Bool // Run has started everything: SIGHUP may reload
+	ready   atomic.Bool // Run is past its start (spool, catch-up): SIGHUP may reload
+	hup     atomic.Bool // a SIGHUP came before that: Run reloads once ready
 
 	// earlyApplied is the applied state, read beside the config's
 	// drop-ins (with many apps and lineages the two are most of a
@@ -153,7 +154,6 @@ func (d *daemon) Run(ctx context.Context) error {
 	if err := d.server.Start(); err != nil {
 		return err
 	}
-	d.ready.Store(true)
 	d.log.Info("serving", zap.String("name", bus.Name), zap.String("bus", d.opts.Bus),
 		zap.String("config", d.opts.ConfigPath), zap.Int("apps", len(specs)))
 	// Spool first, then catch-up: the spooled run's reloads are recorded
@@ -161,6 +161,12 @@ func (d *daemon) Run(ctx context.Context) error {
 	last := d.replaySpool()
 	d.waitFor(ctx, last)
 	d.catchUp(ctx)
+	// Start-up read d.cfg without its lock: only now may a SIGHUP swap
+	// it. One that came meanwhile is done now.
+	d.ready.Store(true)
+	if d.hup.Swap(false) {
+		d.Reload()
+	}
 	// A hook spools while the daemon runs when it found no daemon just
 	// before this one took the name, or got no answer in time from a
 	// daemon that was stuck for a while: look again now and then (and at
@@ -395,8 +401,11 @@ func (d *daemon) replaySpool() string {
 // with its file and line; the running one stays.
 func (d *daemon) Reload() {
 	if !d.ready.Load() {
-		d.log.Warn("SIGHUP while starting: ignored; send it again once the daemon runs (systemctl reload certbus)")
-		return
+		d.hup.Store(true)
+		if !d.ready.Load() || !d.hup.Swap(false) {
+			d.log.Info("SIGHUP while starting: the config is reloaded once the daemon runs")
+			return
+		}
 	}
 	// Spooled events are looked for again too, whatever comes of the
 	// config (after d.mu is released: the replay takes it).

@@ -566,21 +566,21 @@ func TestCorruptAppliedStateStopsStart(t *testing.T) {
 }
 
 // A SIGHUP that comes while the daemon is still starting (before Run has
-// its runner and server) is ignored with a warning, not a panic.
-func TestSighupWhileStartingIsIgnored(t *testing.T) {
+// its runner and server) is kept for later, not a panic.
+func TestSighupWhileStartingIsKept(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "certbus.yaml")
 	body := fmt.Sprintf("letsencrypt_dir: %s\nstate_dir: %s\napps: []\n", filepath.Join(dir, "le"), filepath.Join(dir, "state"))
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	core, logs := observer.New(zap.WarnLevel)
+	core, logs := observer.New(zap.InfoLevel)
 	d, err := newDaemon(daemonOptions{ConfigPath: cfg, Log: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	d.Reload()
-	if logs.FilterMessageSnippet("SIGHUP while starting").Len() != 1 {
-		t.Errorf("no warning for an early SIGHUP; logs: %v", logs.All())
+	if logs.FilterMessageSnippet("SIGHUP while starting").Len() != 1 || !d.hup.Load() {
+		t.Errorf("an early SIGHUP was not kept for later; logs: %v", logs.All())
 	}
 }

@@ -88,16 +88,17 @@ func (o *hookOptions) send(ctx context.Context, kind string, domains hooks.Domai
 	d, err := hooks.Send(ctx, so, kind, domains)
 	var rej *bus.RejectedError
 	switch {
+	case err != nil && d != nil:
+		// Delivered; what failed is --wait (whatever its error).
+		return withCode(exitError, fmt.Errorf("%s event %s delivered, but: %w", kind, d.EventID, err), "")
 	case errors.As(err, &rej):
 		hint := "check the certificate files and `journalctl -u certbus`"
 		if rej.Name == bus.ErrAccessDenied {
 			hint = "run the hook as root, or add the user to allowed_groups/allowed_users in the certbus config"
 		}
 		return withCode(exitRejected, fmt.Errorf("the daemon refused the %s event: %s", kind, rej.Message), hint)
-	case err != nil && d == nil:
-		return withCode(exitError, fmt.Errorf("%s event not delivered: %w", kind, err), "is certbus.service running? `systemctl status certbus`")
 	case err != nil:
-		return withCode(exitError, fmt.Errorf("%s event %s delivered, but: %w", kind, d.EventID, err), "")
+		return withCode(exitError, fmt.Errorf("%s event not delivered: %w", kind, err), "is certbus.service running? `systemctl status certbus`")
 	}
 	if d.Spooled != "" {
 		fmt.Fprintf(o.g.stderr, "certbus: warning: %v\n", d.Reason)
