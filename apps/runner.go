@@ -552,9 +552,16 @@ func (a *appRunner) rollback(ctx context.Context, snaps map[string]install.Snaps
 		// and leave it to the operator.
 		return "; rollback failed, the daemon was not reloaded again (its files may not match: fix them, then reload it): " + errors.Join(errs...).Error()
 	}
-	// The rollback runs even when the event's budget is spent: a daemon
-	// left on files that failed is worse than a late answer.
-	ctx = context.WithoutCancel(ctx)
+	// The rollback runs even when the event's budget (or the shutdown's)
+	// is spent: a daemon left on files that failed is worse than a late
+	// answer. It then gets one method's timeout in all, not one per
+	// method, so that a stop stays within systemd's TimeoutStopSec.
+	total := a.sp().Timeout * time.Duration(len(a.sp().Reloaders))
+	if ctx.Err() != nil {
+		total = a.sp().Timeout
+	}
+	ctx, cancelAll := context.WithTimeout(context.WithoutCancel(ctx), total)
+	defer cancelAll()
 	// Back onto the previous certificate, through the same chain, proving
 	// it where the old copy tells which leaf that was.
 	prev := a.previousLeaves(snaps, run.Domains)

@@ -670,3 +670,30 @@ func TestLostPostEndsTheRunForEveryApp(t *testing.T) {
 	}
 	waitFor(t, func() bool { return webReloads() == 1 }, "web's debounced reload")
 }
+
+// A reload that fails because the shutdown's time ran out is still rolled
+// back, and the daemon reloaded onto the previous files.
+func TestRollbackWhenTheShutdownTimeRanOut(t *testing.T) {
+	h := newHarness(t)
+	dest := installtest.Dir(t)
+	argv, reloads := counter(t, 0)
+	s := build(t, config.App{Name: "web", Domains: []string{"a.test"},
+		Copy: &config.Copy{Certificate: dest + "/cert.pem", PrivateKey: dest + "/key.pem"}, Reload: &config.AppReload{Command: argv}}, fast)
+	oldKey, oldCert := []byte("old key\n"), []byte("old cert\n")
+	os.WriteFile(dest+"/key.pem", oldKey, 0o640)
+	os.WriteFile(dest+"/cert.pem", oldCert, 0o644)
+	runner, err := apps.NewRunner(h.sig, []*apps.Spec{s}, apps.Options{Log: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.emit(event.Pre, "")
+	h.wait(h.emit(event.Deploy, h.renew("a.test", "a.test"), "a.test"))
+	spent, cancel := context.WithCancel(context.Background())
+	cancel()
+	runner.Flush(spent) // the reload cannot start: its context is done
+	checkFile(t, dest+"/key.pem", oldKey, 0o640, 0)
+	checkFile(t, dest+"/cert.pem", oldCert, 0o644, 0)
+	if n := reloads(); n != 1 {
+		t.Errorf("%d reloads, want 1 (onto the previous files)", n)
+	}
+}
