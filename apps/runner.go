@@ -261,7 +261,7 @@ func (a *appRunner) deploy(ctx context.Context, ev *event.Event) (signals.Status
 		a.pending[d] = ev.Domains[d]
 	}
 	a.lastEvent = ev.ID
-	if a.inRun && a.longQuiet.After(a.runStart) {
+	if a.inRun && a.longQuiet.After(a.runStart) && !a.longQuiet.After(ev.Time) {
 		// Since the run's pre the daemon went max_delay without any
 		// event at all: certbot died between its hooks, and its post
 		// will never come. This deploy is a lone one, or every later
@@ -557,7 +557,9 @@ func (a *appRunner) rollback(ctx context.Context, snaps map[string]install.Snaps
 	// answer. It then gets one method's timeout in all, not one per
 	// method, so that a stop stays within systemd's TimeoutStopSec.
 	total := a.sp().Timeout * time.Duration(len(a.sp().Reloaders))
-	if ctx.Err() != nil {
+	if d, ok := ctx.Deadline(); ok {
+		total = min(total, max(time.Until(d), a.sp().Timeout))
+	} else if ctx.Err() != nil {
 		total = a.sp().Timeout
 	}
 	ctx, cancelAll := context.WithTimeout(context.WithoutCancel(ctx), total)

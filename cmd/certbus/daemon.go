@@ -53,6 +53,9 @@ type daemon struct {
 	spoolMu sync.Mutex  // one spool replay at a time
 	ready   atomic.Bool // Run is past its start (spool, catch-up): SIGHUP may reload
 	hup     atomic.Bool // a SIGHUP came before that: Run reloads once ready
+	// reloadMu makes reloads one at a time (the signal goroutine's and
+	// Run's deferred one), so that the config read last is applied last.
+	reloadMu sync.Mutex
 
 	// earlyApplied is the applied state, read beside the config's
 	// drop-ins (with many apps and lineages the two are most of a
@@ -410,6 +413,8 @@ func (d *daemon) Reload() {
 	// Spooled events are looked for again too, whatever comes of the
 	// config (after d.mu is released: the replay takes it).
 	defer d.replaySpool()
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	cfg, err := config.Load(d.opts.ConfigPath)
 	if err == nil && cfg.StateDir != d.cfg.StateDir {
 		err = fmt.Errorf("%s: state_dir changed from %s to %s: restart the daemon for that", d.opts.ConfigPath, d.cfg.StateDir, cfg.StateDir)
