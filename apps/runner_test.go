@@ -244,11 +244,9 @@ func TestChainFallbackAndRollback(t *testing.T) {
 	s.Reloaders = append([]apps.Reloader{&apps.CommandReloader{Argv: failing}}, s.Reloaders...)
 	// Rollback: verification never sees the new leaf.
 	s2 := build(t, config.App{Name: "stuck", Domains: []string{"a.test"},
-		Copy: &config.Copy{Certificate: dest + "/cert.pem", PrivateKey: dest + "/key.pem"}, Reload: &config.AppReload{Command: working},
+		Copy: copyTo(dest), Reload: &config.AppReload{Command: working},
 		Verify: &config.Verify{Address: "127.0.0.1:1"}}, fast)
-	oldKey, oldCert := []byte("old key\n"), []byte("old cert\n")
-	os.WriteFile(dest+"/key.pem", oldKey, 0o640)
-	os.WriteFile(dest+"/cert.pem", oldCert, 0o644)
+	oldKey, oldCert := oldCopies(t, dest)
 	verifier := func(ctx context.Context, v apps.VerifySpec, sni, fp string) error {
 		return errors.New("served leaf is the old one")
 	}
@@ -431,6 +429,25 @@ func TestRepeatAfter(t *testing.T) {
 // fsImmutableFL is FS_IMMUTABLE_FL of linux/fs.h (x/sys/unix lacks it).
 const fsImmutableFL = 0x10
 
+// copyTo is an app's copy of key and certificate into dest.
+func copyTo(dest string) *config.Copy {
+	return &config.Copy{Certificate: dest + "/cert.pem", PrivateKey: dest + "/key.pem"}
+}
+
+// oldCopies puts what a previous renewal installed in dest (key 0640,
+// certificate 0644) and returns the two contents.
+func oldCopies(t *testing.T, dest string) (key, cert []byte) {
+	t.Helper()
+	key, cert = []byte("old key\n"), []byte("old cert\n")
+	if err := os.WriteFile(dest+"/key.pem", key, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dest+"/cert.pem", cert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return key, cert
+}
+
 // immutable sets or clears a file's immutable flag (root): renaming over
 // it then fails, which is how a bind-mounted certificate behaves.
 func immutable(t *testing.T, p string, on bool) {
@@ -462,11 +479,9 @@ func TestPartialInstallIsPutBack(t *testing.T) {
 	dest := installtest.Dir(t)
 	argv, reloads := counter(t, 0)
 	s := build(t, config.App{Name: "web", Domains: []string{"a.test"},
-		Copy: &config.Copy{Certificate: dest + "/cert.pem", PrivateKey: dest + "/key.pem"}, Reload: &config.AppReload{Command: argv}}, fast)
+		Copy: copyTo(dest), Reload: &config.AppReload{Command: argv}}, fast)
 	apps.NewRunner(h.sig, []*apps.Spec{s}, apps.Options{Log: zap.NewNop()})
-	oldKey, oldCert := []byte("old key\n"), []byte("old cert\n")
-	os.WriteFile(dest+"/key.pem", oldKey, 0o640)
-	os.WriteFile(dest+"/cert.pem", oldCert, 0o644)
+	oldKey, oldCert := oldCopies(t, dest)
 	immutable(t, dest+"/cert.pem", true)
 	t.Cleanup(func() { immutable(t, dest+"/cert.pem", false) })
 
@@ -537,7 +552,7 @@ func TestUpdateDroppingReloadKeepsFiles(t *testing.T) {
 	dest := installtest.Dir(t)
 	argv, reloads := counter(t, 0)
 	app := config.App{Name: "web", Domains: []string{"a.test"},
-		Copy: &config.Copy{Certificate: dest + "/cert.pem", PrivateKey: dest + "/key.pem"}, Reload: &config.AppReload{Command: argv}}
+		Copy: copyTo(dest), Reload: &config.AppReload{Command: argv}}
 	runner, err := apps.NewRunner(h.sig, []*apps.Spec{build(t, app, fast)}, apps.Options{Log: zap.NewNop(), Signal: h.sig})
 	if err != nil {
 		t.Fatal(err)
@@ -567,11 +582,9 @@ func TestPartialRollbackDoesNotReloadAMix(t *testing.T) {
 	dest := installtest.Dir(t)
 	argv, reloads := counter(t, 0)
 	s := build(t, config.App{Name: "web", Domains: []string{"a.test"},
-		Copy: &config.Copy{Certificate: dest + "/cert.pem", PrivateKey: dest + "/key.pem"}, Reload: &config.AppReload{Command: argv},
+		Copy: copyTo(dest), Reload: &config.AppReload{Command: argv},
 		Verify: &config.Verify{Address: "127.0.0.1:1"}}, fast)
-	oldKey := []byte("old key\n")
-	os.WriteFile(dest+"/key.pem", oldKey, 0o640)
-	os.WriteFile(dest+"/cert.pem", []byte("old cert\n"), 0o644)
+	oldKey, _ := oldCopies(t, dest)
 	// The verifier fails, and makes the new certificate file immutable
 	// first: its restore fails, the key's does not.
 	verifier := func(ctx context.Context, v apps.VerifySpec, sni, fp string) error {
@@ -678,10 +691,8 @@ func TestRollbackWhenTheShutdownTimeRanOut(t *testing.T) {
 	dest := installtest.Dir(t)
 	argv, reloads := counter(t, 0)
 	s := build(t, config.App{Name: "web", Domains: []string{"a.test"},
-		Copy: &config.Copy{Certificate: dest + "/cert.pem", PrivateKey: dest + "/key.pem"}, Reload: &config.AppReload{Command: argv}}, fast)
-	oldKey, oldCert := []byte("old key\n"), []byte("old cert\n")
-	os.WriteFile(dest+"/key.pem", oldKey, 0o640)
-	os.WriteFile(dest+"/cert.pem", oldCert, 0o644)
+		Copy: copyTo(dest), Reload: &config.AppReload{Command: argv}}, fast)
+	oldKey, oldCert := oldCopies(t, dest)
 	runner, err := apps.NewRunner(h.sig, []*apps.Spec{s}, apps.Options{Log: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)

@@ -312,33 +312,51 @@ func checkCombined(b []byte) error {
 	return nil
 }
 
+// sourceStore is acme.sh's store of a.test, under the env's source_dirs.
+type sourceStore struct{ dir string }
+
+func newSourceStore(t *testing.T, e *env) sourceStore {
+	t.Helper()
+	src := sourceStore{filepath.Join(e.dir, "acme.sh", "a.test")}
+	if err := os.MkdirAll(src.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(e.config)
+	os.WriteFile(e.config, append([]byte("source_dirs: ["+filepath.Dir(src.dir)+"]\n"), b...), 0o644)
+	return src
+}
+
+// write puts l in the store, as acme.sh renewing in place.
+func (s sourceStore) write(l *testcerts.Leaf) {
+	os.WriteFile(filepath.Join(s.dir, "a.test.cer"), l.CertPEM, 0o644)
+	os.WriteFile(filepath.Join(s.dir, "a.test.key"), l.KeyPEM, 0o600)
+	os.WriteFile(filepath.Join(s.dir, "fullchain.cer"), l.FullchainPEM(), 0o644)
+}
+
+// deploy writes l and sends its deploy, as acme.sh's hook does.
+func (s sourceStore) deploy(t *testing.T, e *env, l *testcerts.Leaf) {
+	t.Helper()
+	s.write(l)
+	doms := map[string]map[string]string{"a.test": {
+		"certificate": filepath.Join(s.dir, "a.test.cer"), "private_key": filepath.Join(s.dir, "a.test.key"),
+		"fullchain": filepath.Join(s.dir, "fullchain.cer")}}
+	if _, err := e.client(t).Notify(context.Background(), "deploy", doms); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A client with its own store (acme.sh, lego) renews in place while the
 // daemon is stopped: the journal knows the files its hook last handed over,
 // and catch-up reads them again.
 func TestSourceDirRenewalWhileStoppedIsCaughtUp(t *testing.T) {
 	e := newEnv(t, false, oneApp)
-	src := filepath.Join(e.dir, "acme.sh", "a.test")
-	os.MkdirAll(src, 0o700)
-	b, _ := os.ReadFile(e.config)
-	os.WriteFile(e.config, append([]byte("source_dirs: ["+filepath.Dir(src)+"]\n"), b...), 0o644)
-	write := func(l *testcerts.Leaf) {
-		os.WriteFile(filepath.Join(src, "a.test.cer"), l.CertPEM, 0o644)
-		os.WriteFile(filepath.Join(src, "a.test.key"), l.KeyPEM, 0o600)
-		os.WriteFile(filepath.Join(src, "fullchain.cer"), l.FullchainPEM(), 0o644)
-	}
-	l1 := testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{})
-	write(l1)
+	src := newSourceStore(t, e)
 	d := startDaemon(t, e.bus.Address, e.config)
-	doms := map[string]map[string]string{"a.test": {
-		"certificate": filepath.Join(src, "a.test.cer"), "private_key": filepath.Join(src, "a.test.key"),
-		"fullchain": filepath.Join(src, "fullchain.cer")}}
-	if _, err := e.client(t).Notify(context.Background(), "deploy", doms); err != nil {
-		t.Fatal(err)
-	}
+	src.deploy(t, e, testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{}))
 	testutil.WaitFor(t, 10*time.Second, func() bool { return e.reloadCount() == 1 }, "debounced reload")
 	d.stop(t)
 	l2 := testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{})
-	write(l2) // renewed in place, no hook
+	src.write(l2) // renewed in place, no hook
 	startDaemon(t, e.bus.Address, e.config)
 	testutil.WaitFor(t, 10*time.Second, func() bool { return e.reloadCount() == 2 }, "catch-up of the source dir's renewal")
 	got, _ := os.ReadFile(filepath.Join(e.dest, "a.test", "fullchain.pem"))
@@ -352,21 +370,10 @@ func TestSourceDirRenewalWhileStoppedIsCaughtUp(t *testing.T) {
 // deploy is not caught up to.
 func TestSourceDirSupersededByCertbotStays(t *testing.T) {
 	e := newEnv(t, false, oneApp)
-	src := filepath.Join(e.dir, "acme.sh", "a.test")
-	os.MkdirAll(src, 0o700)
-	b, _ := os.ReadFile(e.config)
-	os.WriteFile(e.config, append([]byte("source_dirs: ["+filepath.Dir(src)+"]\n"), b...), 0o644)
-	l1 := testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{})
-	os.WriteFile(filepath.Join(src, "a.test.cer"), l1.CertPEM, 0o644)
-	os.WriteFile(filepath.Join(src, "a.test.key"), l1.KeyPEM, 0o600)
-	os.WriteFile(filepath.Join(src, "fullchain.cer"), l1.FullchainPEM(), 0o644)
+	src := newSourceStore(t, e)
 	d := startDaemon(t, e.bus.Address, e.config)
-	doms := map[string]map[string]string{"a.test": {
-		"certificate": filepath.Join(src, "a.test.cer"), "private_key": filepath.Join(src, "a.test.key"),
-		"fullchain": filepath.Join(src, "fullchain.cer")}}
-	if _, err := e.client(t).Notify(context.Background(), "deploy", doms); err != nil {
-		t.Fatal(err)
-	}
+	l1 := testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{})
+	src.deploy(t, e, l1)
 	testutil.WaitFor(t, 10*time.Second, func() bool { return e.reloadCount() == 1 }, "the acme.sh deploy's reload")
 	l2 := testcerts.MustIssue(t, []string{"a.test"}, testcerts.Options{})
 	live := testcerts.MustLineage(t, e.le, "a.test", 1, l2)
