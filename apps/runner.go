@@ -371,6 +371,15 @@ func (a *appRunner) install(domains []string, ev *event.Event) error {
 // when the last method fails.
 func (a *appRunner) reload(ctx context.Context, eventID, op string) (signals.Status, string) {
 	a.stopTimer()
+	if len(a.sp().Reloaders) == 0 {
+		// A config reload took the app's reload away while changes
+		// were pending: the files installed are the whole job now, as
+		// for an app that never had one.
+		if !a.recordApplied(eventID) {
+			return signals.Skipped, "nothing to reload"
+		}
+		return signals.OK, noReload
+	}
 	a.mu.Lock()
 	pending := a.pending
 	snaps := a.snaps
@@ -379,15 +388,6 @@ func (a *appRunner) reload(ctx context.Context, eventID, op string) (signals.Sta
 	a.mu.Unlock()
 	if len(pending) == 0 {
 		return signals.Skipped, "nothing to reload"
-	}
-	if len(a.sp().Reloaders) == 0 {
-		// A config reload took the app's reload away while changes
-		// were pending: the files installed are the whole job now, as
-		// for an app that never had one.
-		a.applied(pending)
-		msg := "installed; the app has no reload (config changed)"
-		a.resolve(waiting, eventID, signals.OK, msg)
-		return signals.OK, msg
 	}
 	domains := make([]string, 0, len(pending))
 	for d := range pending {
@@ -600,15 +600,20 @@ func (a *appRunner) applied(pending map[string]*event.Material) {
 
 // recordApplied is for apps without a reload: the install was the job.
 // Deploys that reported pending before a config reload took the app's
-// reload away are resolved with it.
-func (a *appRunner) recordApplied(current string) {
+// reload away are resolved with it. It reports whether anything was
+// pending.
+func (a *appRunner) recordApplied(current string) bool {
 	a.mu.Lock()
 	pending, waiting := a.pending, a.waiting
 	a.pending, a.snaps, a.waiting = nil, nil, nil
 	a.mu.Unlock()
 	a.applied(pending)
-	a.resolve(waiting, current, signals.OK, "installed; the app has no reload (config changed)")
+	a.resolve(waiting, current, signals.OK, noReload)
+	return len(pending) > 0
 }
+
+// noReload is the result of changes recorded without a reload.
+const noReload = "installed; the app has no reload (config changed)"
 
 // resolve updates the results of events that reported pending.
 func (a *appRunner) resolve(ids []string, current string, st signals.Status, msg string) {

@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -50,12 +49,11 @@ type daemon struct {
 	mu     sync.Mutex // guards runner and cfg across SIGHUP
 	runner *apps.Runner
 
-	spoolMu sync.Mutex  // one spool replay at a time
-	ready   atomic.Bool // Run is past its start (spool, catch-up): SIGHUP may reload
-	hup     atomic.Bool // a SIGHUP came before that: Run reloads once ready
-	// reloadMu makes reloads one at a time (the signal goroutine's and
-	// Run's deferred one), so that the config read last is applied last.
-	reloadMu sync.Mutex
+	// reloads carries SIGHUP to Run, which reloads on its own goroutine
+	// once its start (spool replay, catch-up: they read d.cfg unlocked)
+	// is done: one at a time, the config read last applied last, and
+	// never beside a spool replay.
+	reloads chan struct{}
 
 	// earlyApplied is the applied state, read beside the config's
 	// drop-ins (with many apps and lineages the two are most of a
@@ -82,7 +80,7 @@ func newDaemon(o daemonOptions) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{opts: o, log: o.Log, cfg: cfg, units: &unitControl{bus: o.Bus}, earlyApplied: early}
+	d := &daemon{opts: o, log: o.Log, cfg: cfg, units: &unitControl{bus: o.Bus}, earlyApplied: early, reloads: make(chan struct{}, 1)}
 	if d.specs, err = d.buildSpecs(cfg); err != nil {
 		return nil, err
 	}
@@ -164,12 +162,6 @@ func (d *daemon) Run(ctx context.Context) error {
 	last := d.replaySpool()
 	d.waitFor(ctx, last)
 	d.catchUp(ctx)
-	// Start-up read d.cfg without its lock: only now may a SIGHUP swap
-	// it. One that came meanwhile is done now.
-	d.ready.Store(true)
-	if d.hup.Swap(false) {
-		d.Reload()
-	}
 	// A hook spools while the daemon runs when it found no daemon just
 	// before this one took the name, or got no answer in time from a
 	// daemon that was stuck for a while: look again now and then (and at
@@ -182,6 +174,8 @@ func (d *daemon) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			d.replaySpool()
+		case <-d.reloads:
+			d.Reload()
 		}
 	}
 }
@@ -363,8 +357,6 @@ func (d *daemon) runnerOptions() apps.Options {
 // order, deleting each file once its event is journaled.
 // It returns the id of the last event replayed.
 func (d *daemon) replaySpool() string {
-	d.spoolMu.Lock()
-	defer d.spoolMu.Unlock()
 	d.mu.Lock()
 	stateDir := d.cfg.StateDir
 	d.mu.Unlock()
@@ -400,21 +392,21 @@ func (d *daemon) replaySpool() string {
 	return last
 }
 
-// Reload re-reads the config (SIGHUP). A bad config is refused and logged
+// RequestReload asks Run to reload the config (SIGHUP); requests made
+// while one is waiting are one.
+func (d *daemon) RequestReload() {
+	select {
+	case d.reloads <- struct{}{}:
+	default:
+	}
+}
+
+// Reload re-reads the config (SIGHUP, on Run's goroutine). A bad config is refused and logged
 // with its file and line; the running one stays.
 func (d *daemon) Reload() {
-	if !d.ready.Load() {
-		d.hup.Store(true)
-		if !d.ready.Load() || !d.hup.Swap(false) {
-			d.log.Info("SIGHUP while starting: the config is reloaded once the daemon runs")
-			return
-		}
-	}
 	// Spooled events are looked for again too, whatever comes of the
 	// config (after d.mu is released: the replay takes it).
 	defer d.replaySpool()
-	d.reloadMu.Lock()
-	defer d.reloadMu.Unlock()
 	cfg, err := config.Load(d.opts.ConfigPath)
 	if err == nil && cfg.StateDir != d.cfg.StateDir {
 		err = fmt.Errorf("%s: state_dir changed from %s to %s: restart the daemon for that", d.opts.ConfigPath, d.cfg.StateDir, cfg.StateDir)

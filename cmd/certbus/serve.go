@@ -63,7 +63,7 @@ func (o *serveOptions) run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				d.Reload()
+				d.RequestReload()
 			}
 		}
 	}()
